@@ -1,0 +1,36 @@
+# tracec: two commands do all set-up on a fresh machine (see README.md).
+#   make demo   create .venv, install both packages, compile/verify/route the example traces
+#   make test   the test suite (installs the same environment first)
+#   make bench  benchmarks against tracer-llm (writes docs/benchmarks.md)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    := out
+
+.PHONY: demo test bench schemas clean
+
+$(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[embed,test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(OUT)
+
+test: $(STAMP)
+	bash tests/setup_browser.sh || echo "chromium unavailable: browser tests will be skipped" >&2
+	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --data ../shared/data
+
+schemas: $(STAMP)
+	$(BIN)/python -m tracec.schemas --write
+
+clean:
+	rm -rf $(OUT) .pytest_cache

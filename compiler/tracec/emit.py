@@ -1,0 +1,159 @@
+"""Emit the bundle's files: graph, frontier, artifacts and the manifest."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tracec import __version__
+from tracec.artifacts import CostInputs, EvalRows, build_artifacts
+from tracec.bundle import file_digests, seal_bundle, write_file, write_json
+from tracec.config import CompileConfig
+from tracec.frontier import AlphaResult, Context, highest_passing_alpha
+from tracec.manifest import (Certificate, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
+                             ShadowVerdict, SplitCounts, StageInfo, dec)
+from tracec.measure import Routed, blocking_labels, per_label
+from tracec_runtime.keys import load_private_key
+from tracec_runtime.verify import verify_bundle
+
+_ZERO = Measured(n_total=0, n_handled=0, n_agree=0, coverage="0", ta="0", ta_lower="0", ta_upper="0")
+_TOOLS = ("numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "pynacl", "pydantic",
+          "tracec-runtime")
+
+
+def load_signing_key(config: CompileConfig):
+    return None if config.signing_key is None else load_private_key(config.signing_key)
+
+
+def load_previous(config: CompileConfig) -> Optional[dict]:
+    """The previous bundle's manifest, verified (signature too when its key is given)."""
+    if config.previous is None:
+        return None
+    verified = verify_bundle(config.previous, public_key=config.previous_public_key,
+                             allow_unsigned=config.previous_public_key is None)
+    return verified.manifest
+
+
+def tau_of(chosen: AlphaResult) -> str:
+    if chosen.winner is None:
+        return "inf"
+    return format(float(np.float32(chosen.winner.certification.tau)), ".9g")
+
+
+def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, config, splits) -> None:
+    """A sealed, unsigned bundle with the candidate graph, for measuring through the runtime."""
+    write_file(root, "model.onnx", graph)
+    manifest = _manifest(root, chosen, data, config, splits, ctx=None, gate_open=True,
+                         calibration=_ZERO, shadow=ShadowVerdict(**_ZERO.model_dump(), passed=False,
+                                                                 reasons=[]),
+                         per_label=[], refusal=None)
+    write_file(root, "manifest.json", manifest.to_bytes())
+    seal_bundle(root, None)
+
+
+def write_bundle(root: Path, *, graph: bytes, config: CompileConfig, data, splits,
+                 chosen: AlphaResult, ctx: Context, calibration: Measured, shadow, heldout: Routed,
+                 heldout_rows: np.ndarray, gate_open: bool, frontier: dict,
+                 previous: Optional[dict]) -> dict:
+    gate, shadow_measured = shadow
+    verdict = ShadowVerdict(**shadow_measured.model_dump(), passed=gate.passed,
+                            reasons=list(gate.reasons))
+    refusal = None if gate_open else _refusal(chosen, ctx, gate, heldout, data.labels)
+    write_file(root, "model.onnx", graph)
+    write_json(root, "frontier.json", frontier)
+    manifest = _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, verdict,
+                         per_label(heldout, data.labels), refusal)
+    rows = EvalRows(texts=[data.traces.inputs[i] for i in heldout_rows], teacher=heldout.teacher,
+                    pred=heldout.label, handled=heldout.handled, score=heldout.score,
+                    embeddings=data.X[heldout_rows], labels=data.labels)
+    docs = build_artifacts(rows, manifest=manifest.model_dump(mode="json", exclude={"files"}),
+                           no_examples=config.no_examples, previous_manifest=previous,
+                           cost=CostInputs(config.teacher_cost_per_1k, config.daily_volume))
+    for name, doc in sorted(docs.items()):
+        write_json(root, name, doc)
+    manifest = manifest.model_copy(update={"files": {
+        k: FileDigest(**v) for k, v in file_digests(root).items()}})
+    write_file(root, "manifest.json", manifest.to_bytes())
+    return manifest.model_dump(mode="json")
+
+
+def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, shadow, per_label,
+              refusal) -> Manifest:
+    w = chosen.winner
+    stages = w.stages if w else (chosen.results[0].stages if chosen.results else ())
+    cert = w.certification if w else None
+    return Manifest(
+        policy=Policy(gate="open" if gate_open else "closed", family=w.family if w else "none",
+                      alpha=dec(chosen.alpha), delta=dec(config.delta), tau=tau_of(chosen),
+                      model_name="+".join(s.candidate.name for s in stages) or "none",
+                      stages=[_stage_info(s) for s in stages]),
+        labels=list(data.labels), embedder=data.embedder,
+        counts=SplitCounts(total=data.n, **splits.counts()),
+        certificate=Certificate(
+            procedure="ltt-fixed-sequence-clopper-pearson",
+            delta_per_family=dec(chosen.delta_per_family), families_tested=len(chosen.results),
+            steps_tested=sum(len(r.certification.steps) for r in chosen.results),
+            p_value=dec(cert.chosen.p_value) if cert and cert.chosen else None),
+        calibration=calibration, shadow=shadow, per_label=per_label, refusal=refusal,
+        inputs=Inputs(traces_sha256=data.traces.sha256, traces_rows=data.n,
+                      embeddings_sha256=data.embeddings_sha256),
+        seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
+        tool_versions=_tool_versions(),
+        files={k: FileDigest(**v) for k, v in file_digests(root).items()})
+
+
+def _stage_info(stage) -> StageInfo:
+    c = stage.candidate
+    return StageInfo(model_name=c.name, kind=c.kind, val_macro_f1=dec(c.val_macro_f1),
+                     val_agreement=dec(c.val_agreement),
+                     n_classes=int(len(c.estimator.classes_)),
+                     acceptor_coef=[dec(v, 9) for v in stage.acceptor.coef],
+                     acceptor_intercept=dec(stage.acceptor.intercept, 9))
+
+
+def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -> Refusal:
+    reasons = []
+    if chosen.winner is None:
+        for r in chosen.results:
+            first = r.certification.steps[0] if r.certification.steps else None
+            detail = (f": at the strictest step ({first.n_handled} calibration rows) TA was "
+                      f"{first.ta:.3f} (p = {first.p_value:.3g} > delta {chosen.delta_per_family:g})"
+                      if first else "")
+            reasons.append(f"{r.family}: no threshold certified TA >= {chosen.alpha:g}{detail}")
+    reasons.extend(gate.reasons)
+    best = highest_passing_alpha(ctx, chosen.delta_per_family)
+    return Refusal(reasons=reasons, best_ta_full_coverage=dec(chosen.full_coverage_ta),
+                   highest_passing_alpha=None if best is None else dec(best),
+                   blocking_labels=blocking_labels(heldout, labels))
+
+
+def _tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "tracec": __version__}
+    for dist in _TOOLS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def explain(manifest: dict) -> str:
+    p, sh, cal = manifest["policy"], manifest["shadow"], manifest["calibration"]
+    head = (f"alpha={p['alpha']} delta={p['delta']}: family {p['family']} ({p['model_name']}), "
+            f"tau={p['tau']}; calibration coverage {cal['coverage']} TA {cal['ta']} "
+            f"(lower {cal['ta_lower']}); shadow coverage {sh['coverage']} TA {sh['ta']} "
+            f"(lower {sh['ta_lower']}, upper {sh['ta_upper']}).")
+    if p["gate"] == "open":
+        return f"Gate OPEN. {head}"
+    ref = manifest["refusal"] or {}
+    lines = [f"Gate CLOSED: the bundle defers every request to the LLM. {head}"]
+    lines += [f"  - {r}" for r in ref.get("reasons", [])]
+    lines.append(f"  best TA at full coverage: {ref.get('best_ta_full_coverage')}; highest alpha "
+                 f"that would pass at this delta: {ref.get('highest_passing_alpha') or 'none'}")
+    if ref.get("blocking_labels"):
+        lines.append("  labels holding coverage back: " + ", ".join(ref["blocking_labels"]))
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The bundle manifest: a value type with canonical bytes.
+
+Decimals are strings (``Dec``) so the signed document never depends on a
+float repr; the JSON Schema in ``schemas/manifest.schema.json`` is generated
+from these models (``python -m tracec.schemas --write``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracec_runtime.canonical import canonical_file_bytes
+
+FORMAT_VERSION = "1"
+MEDIA_TYPE = "application/vnd.tracec.bundle.v1+json"
+
+Dec = Annotated[str, Field(pattern=r"^-?(\d+(\.\d+)?([eE][-+]?\d+)?|inf)$",
+                           description="a decimal number written as a string")]
+
+
+def dec(x: float, digits: int = 6) -> str:
+    """A float as a short, stable decimal string (``round`` then ``repr``-free formatting)."""
+    return format(round(float(x), digits), f".{digits}f").rstrip("0").rstrip(".") or "0"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbedderInfo(_Model):
+    id: str
+    dimension: int
+    normalization: Literal["l2", "none"]
+    package: Optional[str] = None
+    package_version: Optional[str] = None
+    source: Literal["computed", "provided"] = Field(
+        description="'computed' by tracec's embedder, or 'provided' with --embeddings")
+
+
+class StageInfo(_Model):
+    model_name: str
+    kind: str
+    val_macro_f1: Dec
+    val_agreement: Dec
+    n_classes: int
+    acceptor_coef: list[Dec] = Field(description="folded coefficients over (top1, top2, margin, entropy)")
+    acceptor_intercept: Dec
+
+
+class Policy(_Model):
+    gate: Literal["open", "closed"]
+    family: Literal["global", "l2d", "cascade", "none"]
+    alpha: Dec
+    delta: Dec
+    tau: Dec = Field(description="float32 threshold on the acceptor score, '.9g' formatted")
+    model_name: str
+    stages: list[StageInfo]
+
+
+class SplitCounts(_Model):
+    total: int
+    train: int
+    validation: int
+    calibration: int
+    shadow: int
+
+
+class Measured(_Model):
+    """Coverage and teacher agreement of the exported graph on one split."""
+
+    n_total: int
+    n_handled: int
+    n_agree: int
+    coverage: Dec
+    ta: Dec = Field(description="teacher agreement on handled rows (0 when nothing is handled)")
+    ta_lower: Dec = Field(description="one-sided (1 - delta) Clopper-Pearson lower bound")
+    ta_upper: Dec = Field(description="one-sided (1 - delta) Clopper-Pearson upper bound")
+
+
+class Certificate(_Model):
+    procedure: Literal["ltt-fixed-sequence-clopper-pearson"]
+    delta_per_family: Dec
+    families_tested: int
+    steps_tested: int
+    p_value: Optional[Dec]
+
+
+class ShadowVerdict(Measured):
+    passed: bool
+    reasons: list[str]
+
+
+class LabelStat(_Model):
+    label: str
+    n: int
+    handled_rate: Dec
+    ta: Optional[Dec] = Field(description="TA on this label's handled rows; null if none handled")
+
+
+class Refusal(_Model):
+    reasons: list[str]
+    best_ta_full_coverage: Dec
+    highest_passing_alpha: Optional[Dec]
+    blocking_labels: list[str]
+
+
+class Inputs(_Model):
+    traces_sha256: str
+    traces_rows: int
+    embeddings_sha256: str
+
+
+class FileDigest(_Model):
+    sha256: str
+    size: int
+
+
+class Manifest(_Model):
+    format_version: Literal["1"] = FORMAT_VERSION
+    media_type: Literal["application/vnd.tracec.bundle.v1+json"] = MEDIA_TYPE
+    policy: Policy
+    labels: list[str]
+    embedder: EmbedderInfo
+    counts: SplitCounts
+    certificate: Certificate
+    calibration: Measured
+    shadow: ShadowVerdict
+    per_label: list[LabelStat] = Field(description="on the held-out calibration + shadow rows")
+    refusal: Optional[Refusal]
+    inputs: Inputs
+    seed: int
+    config: dict[str, str] = Field(description="every compile option, as strings")
+    config_fingerprint: str
+    tool_versions: dict[str, str]
+    files: dict[str, FileDigest]
+
+    def to_bytes(self) -> bytes:
+        return canonical_file_bytes(self.model_dump(mode="json"))

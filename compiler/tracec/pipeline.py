@@ -1,0 +1,131 @@
+"""The compile driver: traces in, certified and signed bundle out.
+
+    load -> split -> train pool -> primary stage -> export + score
+         -> certify every alpha x family -> export the chosen policy
+         -> stage bundle -> measure through the runtime -> shadow gate
+         -> artifacts -> manifest -> seal -> publish
+
+Every stage lives in its own module; this file only sequences them.  The
+bundle is built in a temporary sibling directory and renamed into place at
+the very end, so a failed compile leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from tracec import emit
+from tracec.bundle import check_destination, publish, seal_bundle, staging
+from tracec.candidates import train_pool
+from tracec.config import CompileConfig
+from tracec.export import build_policy_graph
+from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_document
+from tracec.gate import shadow_gate
+from tracec.inputs import load_inputs
+from tracec.measure import concat, measured, route_split
+from tracec.policy import make_primary, score_stage
+from tracec.splits import split_rows
+from tracec_runtime.router import Router
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    out: str
+    gate_open: bool
+    manifest: dict
+    frontier: dict
+    explanation: str
+    timings: dict[str, float]
+
+
+def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -> CompileResult:
+    say = progress or (lambda _msg: None)
+    clock = _Clock(say)
+    check_destination(config.out, config.force)
+    signing_key = emit.load_signing_key(config)
+    previous = emit.load_previous(config)
+
+    data = clock("load", lambda: load_inputs(config, say))
+    splits = split_rows(data.n, config.seed, config.fractions)
+    X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
+    y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
+    say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))
+
+    pool = clock("train", lambda: train_pool(
+        X["train"], y["train"], X["validation"], y["validation"], seed=config.seed,
+        include_trees=config.include_trees, size_budget_bytes=config.size_budget_bytes,
+        progress=say))
+    primary = make_primary(pool[0], X["validation"], y["validation"], config.seed)
+    scored = clock("score", lambda: score_stage(primary, data.dim, X))
+
+    ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
+                  config.seed, data.dim, say)
+    frontier = clock("certify", lambda: [certify_alpha(ctx, a) for a in config.alphas])
+    chosen: AlphaResult = frontier[0]
+
+    with staging(config.out) as tmp:
+        candidate_graph = _policy_graph(chosen, data.dim)
+        emit.stage_provisional(tmp, candidate_graph, chosen, data, config, splits)
+        router = Router.load(tmp, allow_unsigned=True)
+        routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
+        del router
+        gate = shadow_gate(routed["shadow"].handled, routed["shadow"].label == routed["shadow"].teacher,
+                           chosen.alpha, config.delta, config.min_coverage)
+        gate_open = chosen.winner is not None and gate.passed
+        say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
+            f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
+        graph = candidate_graph if gate_open else _closed_graph(chosen, data.dim)
+        manifest = emit.write_bundle(
+            tmp, graph=graph, config=config, data=data, splits=splits, chosen=chosen, ctx=ctx,
+            calibration=measured(routed["calibration"], config.delta),
+            shadow=(gate, measured(routed["shadow"], config.delta)),
+            heldout=concat([routed["calibration"], routed["shadow"]]),
+            heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
+            gate_open=gate_open, frontier=frontier_document(frontier), previous=previous)
+        seal_bundle(tmp, signing_key)
+        publish(tmp, config.out)
+
+    explanation = emit.explain(manifest)
+    say(explanation)
+    return CompileResult(str(config.out), gate_open, manifest, frontier_document(frontier),
+                         explanation, clock.timings)
+
+
+def _policy_graph(chosen: AlphaResult, dim: int) -> bytes:
+    """The candidate policy's graph (an l2d graph at the strictest tau when nothing certified)."""
+    w = chosen.winner
+    if w is None:
+        return _closed_graph(chosen, dim)
+    mode = w.family if w.family in ("global", "cascade") else "l2d"
+    return build_policy_graph([s.spec for s in w.stages], n_features=dim,
+                              tau=float(w.certification.tau), mode=mode)
+
+
+def _closed_graph(chosen: AlphaResult, dim: int) -> bytes:
+    stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
+    tau = float(chosen.winner.certification.tau) if chosen.winner else float("inf")
+    return build_policy_graph([s.spec for s in stages], n_features=dim, tau=tau, mode="closed")
+
+
+def _ta(r) -> float:
+    n = int(r.handled.sum())
+    return float(np.mean(r.label[r.handled] == r.teacher[r.handled])) if n else 0.0
+
+
+class _Clock:
+    def __init__(self, say: Progress):
+        self.say, self.timings = say, {}
+
+    def __call__(self, name: str, fn):
+        start = time.perf_counter()
+        self.say(f"[{name}] ...")
+        result = fn()
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.say(f"[{name}] done in {self.timings[name]:.1f} s")
+        return result

@@ -1,0 +1,160 @@
+"""Policy families and their certification.
+
+A *stage* is a surrogate plus its acceptor.  Every stage is exported to ONNX
+first and scored by that graph (float32), so the threshold is certified on
+exactly the numbers the runtime will compute.
+
+Families (all certified by fixed-sequence testing, ``tracec.calibration``):
+
+* ``l2d``: one stage, handled when score >= tau.  Its loosest grid step is
+  "accept everything", which *is* the ``global`` family: when the sequence
+  passes all the way, the winner is reported as ``global``.
+* ``cascade``: stage 1 as above; stage 2 is the pool member that agrees best
+  with the teacher on the validation residual (rows stage 1 would defer at
+  alpha), with its own acceptor fit on that residual.  Handled when either
+  score >= tau, answered by stage 1 when it clears tau, else by stage 2.
+
+Each family gets delta / (number of families tested) (Bonferroni).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from tracec.acceptor import Acceptor, fit_acceptor
+from tracec.calibration import Certification, fixed_sequence, threshold_grid
+from tracec.export import StageGraphSpec, build_policy_graph
+from tracec.scoring import GraphScorer
+
+
+@dataclass(frozen=True)
+class Stage:
+    candidate: object            # tracec.candidates.TrainedCandidate
+    acceptor: Acceptor
+
+    @property
+    def spec(self) -> StageGraphSpec:
+        est = self.candidate.estimator
+        return StageGraphSpec(estimator=est, classes=np.asarray(est.classes_, dtype=np.int64),
+                              acceptor_coef=self.acceptor.coef,
+                              acceptor_intercept=self.acceptor.intercept)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One stage's graph outputs on one split."""
+
+    label: np.ndarray   # int64 global label index
+    score: np.ndarray   # float32
+
+
+@dataclass(frozen=True)
+class FamilyResult:
+    family: str                      # global | l2d | cascade
+    stages: tuple[Stage, ...]
+    certification: Certification
+    grid_size: int
+
+    @property
+    def coverage(self) -> float:
+        c = self.certification.chosen
+        return 0.0 if c is None else float(c.coverage)
+
+
+def score_stage(stage: Stage, n_features: int, splits: dict[str, np.ndarray]) -> dict[str, Scored]:
+    """Export one stage as an l2d graph and score every given split with onnxruntime."""
+    graph = build_policy_graph([stage.spec], n_features=n_features, tau=0.5, mode="l2d")
+    scorer = GraphScorer(graph)
+    out = {}
+    for name, X in splits.items():
+        label, score, _ = scorer.run(X)
+        out[name] = Scored(label, score)
+    return out
+
+
+def make_primary(candidate, X_val: np.ndarray, y_val: np.ndarray, seed: int) -> Stage:
+    probs = candidate.estimator.predict_proba(X_val)
+    pred = np.asarray(candidate.estimator.classes_)[probs.argmax(axis=1)]
+    return Stage(candidate, fit_acceptor(probs, pred == y_val, seed))
+
+
+def certify_l2d(primary_val: Scored, primary_cal: Scored, y_cal: np.ndarray, alpha: float,
+                delta: float, min_accept: int) -> tuple[Certification, int]:
+    grid = threshold_grid(primary_val.score, len(y_cal), min_accept=min_accept)
+    n_handled, n_agree = [], []
+    agree = primary_cal.label == y_cal
+    for tau in grid:
+        handled = primary_cal.score >= tau
+        n_handled.append(int(handled.sum()))
+        n_agree.append(int((handled & agree).sum()))
+    return fixed_sequence(n_handled, n_agree, len(y_cal), grid, alpha, delta), len(grid)
+
+
+def residual_cut(primary_val: Scored, y_val: np.ndarray, alpha: float) -> float:
+    """Lowest score above which stage 1's validation agreement (point estimate) is >= alpha."""
+    order = np.argsort(-primary_val.score, kind="stable")
+    agree = (primary_val.label == y_val)[order].astype(np.float64)
+    running = np.cumsum(agree) / np.arange(1, len(agree) + 1)
+    ok = np.nonzero(running >= alpha)[0]
+    if len(ok) == 0:
+        return float(primary_val.score.max()) + 1.0
+    return float(primary_val.score[order][ok[-1]])
+
+
+def make_residual(pool: Sequence, primary: Stage, primary_val: Scored, X_val: np.ndarray,
+                  y_val: np.ndarray, alpha: float, seed: int) -> Optional[Stage]:
+    """Pick stage 2 from the pool by agreement on stage 1's validation residual."""
+    residual = primary_val.score < residual_cut(primary_val, y_val, alpha)
+    if residual.sum() < 30:
+        return None
+    best, best_agree, best_probs = None, -1.0, None
+    for cand in pool:
+        if cand is primary.candidate:
+            continue
+        probs = cand.estimator.predict_proba(X_val[residual])
+        pred = np.asarray(cand.estimator.classes_)[probs.argmax(axis=1)]
+        rate = float(np.mean(pred == y_val[residual]))
+        if rate > best_agree:
+            best, best_agree, best_probs = cand, rate, (probs, pred)
+    if best is None:
+        return None
+    probs, pred = best_probs
+    return Stage(best, fit_acceptor(probs, pred == y_val[residual], seed))
+
+
+def cascade_decisions(s1: Scored, s2: Scored, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """(label, handled) of the two-stage cascade at threshold tau (same rule as the graph)."""
+    h1 = s1.score >= np.float32(tau)
+    handled = h1 | (s2.score >= np.float32(tau))
+    return np.where(h1, s1.label, s2.label), handled
+
+
+def certify_cascade(s1_val: Scored, s2_val: Scored, s1_cal: Scored, s2_cal: Scored,
+                    y_cal: np.ndarray, alpha: float, delta: float,
+                    min_accept: int) -> tuple[Certification, int]:
+    grid = threshold_grid(np.maximum(s1_val.score, s2_val.score), len(y_cal), min_accept=min_accept)
+    n_handled, n_agree = [], []
+    for tau in grid:
+        label, handled = cascade_decisions(s1_cal, s2_cal, tau)
+        n_handled.append(int(handled.sum()))
+        n_agree.append(int((handled & (label == y_cal)).sum()))
+    return fixed_sequence(n_handled, n_agree, len(y_cal), grid, alpha, delta), len(grid)
+
+
+def is_accept_all(cert: Certification, n_cal: int) -> bool:
+    return cert.chosen is not None and cert.chosen.n_handled == n_cal
+
+
+def best_family(results: Sequence[FamilyResult]) -> Optional[FamilyResult]:
+    """Highest certified calibration coverage; ties go to the simpler family."""
+    rank = {"global": 0, "l2d": 1, "cascade": 2}
+    passed = [r for r in results if r.certification.passed]
+    if not passed:
+        return None
+    return max(passed, key=lambda r: (round(r.coverage, 9), -rank[r.family]))
+
+
+ProgressFn = Callable[[str], None]

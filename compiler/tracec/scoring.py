@@ -1,0 +1,22 @@
+"""Run an exported policy graph with onnxruntime, exactly as the runtime does."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+
+class GraphScorer:
+    """One CPU session on the serialised graph (single thread: bitwise the runtime's numbers)."""
+
+    def __init__(self, graph: bytes):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        label, score, handled = self._session.run(["label", "score", "handled"], {self._input: X})
+        return label.astype(np.int64), score.astype(np.float32), handled.astype(bool)

@@ -1,0 +1,61 @@
+"""Deterministic train / validation / calibration / shadow split.
+
+Rows are assigned by one seeded permutation, not stratified and not
+re-balanced: calibration and shadow keep the production label mix, and every
+split is an exchangeable sample of the traces, which is what the calibration
+guarantee (docs/guarantee.md) assumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracec.errors import InputError, ParameterError
+
+SPLIT_NAMES = ("train", "validation", "calibration", "shadow")
+DEFAULT_FRACTIONS = (0.55, 0.15, 0.15, 0.15)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: np.ndarray
+    validation: np.ndarray
+    calibration: np.ndarray
+    shadow: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(len(getattr(self, name))) for name in SPLIT_NAMES}
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """Parse ``"0.55,0.15,0.15,0.15"``; the four fractions must be positive and sum to 1."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ParameterError("split", "compile", "four comma-separated fractions", text) from None
+    return check_fractions(values)
+
+
+def check_fractions(values: tuple[float, ...]) -> tuple[float, ...]:
+    if len(values) != 4 or any(not (0 < v < 1) for v in values) or abs(sum(values) - 1) > 1e-9:
+        raise ParameterError("split", "compile",
+                             "four fractions in (0, 1) summing to 1 (train,validation,calibration,shadow)",
+                             ",".join(f"{v:g}" for v in values))
+    return values
+
+
+def split_rows(n_rows: int, seed: int, fractions=DEFAULT_FRACTIONS) -> Splits:
+    """Split ``range(n_rows)`` into four disjoint, sorted index arrays."""
+    fractions = check_fractions(tuple(fractions))
+    counts = [int(np.floor(f * n_rows)) for f in fractions[1:]]
+    n_train = n_rows - sum(counts)
+    if min(counts + [n_train]) < 20:
+        raise InputError(f"traces: expected at least 20 rows in every split; with {n_rows} rows and "
+                         f"fractions {fractions} a split would have {min(counts + [n_train])}. "
+                         "Collect more traces.")
+    order = np.random.default_rng(seed).permutation(n_rows)
+    bounds = np.cumsum([n_train] + counts)
+    parts = np.split(order, bounds[:-1])
+    return Splits(*(np.sort(p).astype(np.int64) for p in parts))

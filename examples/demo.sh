@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The demo behind `make demo`: compile the project's own example traces into a signed
+# bundle, verify it, route held-out rows through the runtime, and print coverage, TA and
+# a cost projection.  Offline: embeddings come from the packaged all-MiniLM-L6-v2.
+set -euo pipefail
+OUT="${1:-out}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRACEC_CACHE_DIR="${TRACEC_CACHE_DIR:-$OUT/cache}"
+mkdir -p "$OUT"
+
+[ -f "$OUT/demo.key" ] || tracec keygen --out "$OUT/demo" >/dev/null
+echo "== compile (alpha 0.90, frontier over 0.80..0.95)" >&2
+tracec compile "$HERE/traces.jsonl" --out "$OUT/bundle" --alpha 0.9,0.8,0.85,0.95 \
+  --signing-key "$OUT/demo.key" --teacher-cost-per-1k 2.50 --daily-volume 50000 --force
+echo "== verify" >&2
+tracec verify "$OUT/bundle" --public-key "$OUT/demo.pub"
+echo "== route held-out rows through the runtime" >&2
+tracec embed "$HERE/holdout.jsonl" --out "$OUT/holdout.npy" >/dev/null
+tracec route "$OUT/bundle" --embeddings "$OUT/holdout.npy" --traces "$HERE/holdout.jsonl" \
+  --public-key "$OUT/demo.pub" --json > "$OUT/holdout-routing.json"
+tracec report "$OUT/bundle" --public-key "$OUT/demo.pub" --out "$OUT/report.html" >/dev/null
+python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+s = json.load(open(f"{out}/holdout-routing.json"))["summary"]
+m = json.load(open(f"{out}/bundle/manifest.json"))
+cost = json.load(open(f"{out}/bundle/artifacts/cost.json"))
+print(f"held-out rows: {s['rows']}  coverage: {s['coverage']}  TA on handled: {s['ta_handled']}"
+      f"  (manifest shadow coverage {m['shadow']['coverage']}, TA {m['shadow']['ta']}, alpha {m['policy']['alpha']})")
+if "accuracy_end_to_end" in s:
+    print(f"end-to-end accuracy vs gold: {s['accuracy_end_to_end']} (teacher alone {s['accuracy_teacher_only']})")
+print("cost projection:", json.dumps({k: v for k, v in cost.items() if k not in ("artifact", "version")}))
+print(f"report: {out}/report.html")
+PY

@@ -1,0 +1,76 @@
+"""One error hierarchy for tracec and its runtime.
+
+Every error carries an ``exit_code`` and renders ``diagnostics()``: a short,
+human-readable explanation of what was expected, what was found and where.
+The compiler's errors (``tracec.errors``) subclass these, and the CLI maps
+them to exit codes in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class TracecError(Exception):
+    """Base class of every error tracec raises on purpose."""
+
+    exit_code = 4
+
+    def diagnostics(self) -> str:
+        return str(self)
+
+
+# --------------------------------------------------------------------------
+# Bundle verification: fail closed.  Raised before any model is constructed.
+# --------------------------------------------------------------------------
+
+
+class BundleVerificationError(TracecError):
+    """The bundle could not be verified; nothing from it was loaded."""
+
+    exit_code = 1
+
+
+class BundleIntegrityError(BundleVerificationError):
+    """Files on disk differ from the signed statement (diff-style ``problems``)."""
+
+    def __init__(self, bundle: str, problems: list[str]):
+        self.bundle = bundle
+        self.problems = list(problems)
+        super().__init__(f"bundle {bundle!r} failed integrity verification: "
+                         f"{len(self.problems)} problem(s)")
+
+    def diagnostics(self) -> str:
+        lines = [str(self)] + [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class UnsafePathError(BundleVerificationError):
+    """A path in the bundle escapes the bundle directory or is a link."""
+
+
+class SignatureError(BundleVerificationError):
+    """The envelope signature is missing, malformed or does not verify."""
+
+
+class UnsignedBundleError(SignatureError):
+    """The bundle carries no signature and the caller did not opt into unsafe loading."""
+
+
+class UnsupportedFormatError(BundleVerificationError):
+    """The bundle's format version or media type is not one this runtime understands."""
+
+
+class KeyFileError(TracecError):
+    """A key file is unreadable or is not an Ed25519 JWK."""
+
+    exit_code = 3
+
+
+# --------------------------------------------------------------------------
+# Serving.
+# --------------------------------------------------------------------------
+
+
+class RouteInputError(TracecError, ValueError):
+    """An embedding given to the router has the wrong shape, dtype or non-finite values."""
+
+    exit_code = 3
