@@ -3,6 +3,8 @@
 from tracec_runtime.errors import (
     BundleIntegrityError,
     BundleVerificationError,
+    KeyFileError,
+    ModelContractError,
     RouteInputError,
     SignatureError,
     TracecError,
@@ -15,7 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Router", "Decision", "BatchDecision", "verify_bundle",
-    "BundleIntegrityError", "BundleVerificationError", "RouteInputError", "SignatureError",
+    "BundleIntegrityError", "BundleVerificationError", "KeyFileError", "ModelContractError",
+    "RouteInputError", "SignatureError",
     "TracecError", "UnsafePathError", "UnsignedBundleError", "UnsupportedFormatError",
 ]
 

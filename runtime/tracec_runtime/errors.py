@@ -36,10 +36,11 @@ class BundleIntegrityError(BundleVerificationError):
         self.bundle = bundle
         self.problems = list(problems)
         super().__init__(f"bundle {bundle!r} failed integrity verification: "
-                         f"{len(self.problems)} problem(s)")
+                         + "; ".join(self.problems))
 
     def diagnostics(self) -> str:
-        lines = [str(self)] + [f"  {p}" for p in self.problems]
+        lines = [f"bundle {self.bundle!r} failed integrity verification: "
+                 f"{len(self.problems)} problem(s)"] + [f"  {p}" for p in self.problems]
         return "\n".join(lines)
 
 
@@ -57,6 +58,10 @@ class UnsignedBundleError(SignatureError):
 
 class UnsupportedFormatError(BundleVerificationError):
     """The bundle's format version or media type is not one this runtime understands."""
+
+
+class ModelContractError(BundleVerificationError):
+    """``model.onnx`` does not obey the graph contract (inputs, outputs, dtypes, label range)."""
 
 
 class KeyFileError(TracecError):

@@ -1,0 +1,39 @@
+"""The runtime stays small: loading and routing a bundle imports none of the compiler's stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import make_bundle
+
+FORBIDDEN = ["sklearn", "scipy", "pydantic", "torch", "tracec", "onnx", "skl2onnx",
+             "sentence_transformers", "joblib"]
+
+SCRIPT = """
+import json, sys
+import tracec_runtime
+cheap = sorted({m.split('.')[0] for m in sys.modules} & {'onnxruntime', 'nacl', 'numpy'})
+from tracec_runtime import Router
+router = Router.load(sys.argv[1], sys.argv[2])
+d = router.route([0.5, -1.0, 2.0, 0.25], fallback=lambda: "llm")
+b = router.route_batch([[0.5, -1.0, 2.0, 0.25]] * 3)
+print(json.dumps({"cheap": cheap, "modules": sorted({m.split('.')[0] for m in sys.modules}),
+                  "label": d.label, "n": len(b)}))
+"""
+
+
+def test_load_and_route_import_only_the_runtime_stack(tmp_path, keys):
+    bundle = make_bundle(tmp_path / "b", keys[0])
+    pub = tmp_path / "k.pub"
+    pub.write_text(json.dumps(keys[1]))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle), str(pub)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["n"] == 3 and out["label"] is not None
+    assert out["cheap"] == [], "import tracec_runtime must not load numpy/onnxruntime/nacl"
+    loaded = set(out["modules"])
+    assert {"onnxruntime", "nacl", "numpy", "tracec_runtime"} <= loaded
+    assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
