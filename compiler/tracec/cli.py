@@ -15,6 +15,7 @@ from typing import Optional
 
 import click
 
+from tracec import outputs
 from tracec.errors import TracecError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -24,8 +25,13 @@ def _say(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _emit(doc: dict, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True) if as_json else text)
+def _emit(model, doc: dict, as_json: bool, text: str) -> None:
+    """Validate ``doc`` against its output model (schemas/cli-*.schema.json), then print it."""
+    if as_json:
+        doc = model.model_validate(doc).model_dump(mode="json")
+        click.echo(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        click.echo(text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,7 +83,9 @@ def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees,
     doc = {"bundle": result.out, "gate": "open" if result.gate_open else "closed",
            "explanation": result.explanation, "manifest": result.manifest,
            "frontier": result.frontier, "timings_s": result.timings}
-    _emit(doc, as_json, result.explanation)
+    if as_json:
+        _say(result.explanation)
+    _emit(outputs.CompileOutput, doc, as_json, result.explanation)
     sys.exit(EXIT_OK if result.gate_open else EXIT_REFUSED)
 
 
@@ -107,7 +115,7 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
     signed = bool(verified.signed)
     doc = {"bundle": str(bundle), "valid": True, "signed": signed, "files": sorted(verified.files),
            "gate": m["policy"]["gate"], "alpha": m["policy"]["alpha"], "tau": m["policy"]["tau"]}
-    _emit(doc, as_json, f"OK: {bundle} ({len(verified.files)} files, "
+    _emit(outputs.VerifyOutput, doc, as_json, f"OK: {bundle} ({len(verified.files)} files, "
                         f"{'signature valid' if signed else 'UNSIGNED'}; gate {m['policy']['gate']})")
 
 
@@ -124,7 +132,7 @@ def route_cmd(bundle, embeddings, traces, public_key, allow_unsigned, as_json):
 
     _require_key(public_key, allow_unsigned)
     doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned)
-    _emit(doc, as_json, text)
+    _emit(outputs.RouteOutput, doc, as_json, text)
 
 
 @cli.command("embed")

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from tracec.calibration import max_certifiable_alpha, threshold_grid
+from tracec.calibration import fixed_sequence, max_certifiable_alpha, threshold_grid
 from tracec.manifest import dec
 from tracec.policy import (FamilyResult, Scored, Stage, best_family, certify_cascade, certify_l2d,
                            is_accept_all, make_residual, score_stage)
@@ -56,15 +56,16 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
     single = any(f in ctx.families for f in ("global", "l2d"))
     n_sequences = int(single) + int(residual is not None)
     delta_f = ctx.delta / max(n_sequences, 1)
+    min_accept = first_step_size(ctx.min_accept, alpha, delta_f)
     results = []
     if single:
-        cert, grid_size = _certify_single(ctx, alpha, delta_f)
-        family = "global" if is_accept_all(cert, len(y_cal)) else "l2d"
+        cert, grid_size = _certify_single(ctx, alpha, delta_f, min_accept)
+        family = "global" if is_accept_all(cert, grid_size) else "l2d"
         results.append(FamilyResult(family, (ctx.primary,), cert, grid_size))
     if residual is not None:
         cert, grid_size = certify_cascade(ctx.scored["validation"], residual_scores["validation"],
                                           ctx.scored["calibration"], residual_scores["calibration"],
-                                          y_cal, alpha, delta_f, ctx.min_accept)
+                                          y_cal, alpha, delta_f, min_accept)
         results.append(FamilyResult("cascade", (ctx.primary, residual), cert, grid_size))
     full_ta = float(np.mean(ctx.scored["calibration"].label == y_cal))
     winner = best_family(results)
@@ -78,15 +79,23 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
                        min(1.0, full_ta / alpha), delta_f)
 
 
-def _certify_single(ctx: Context, alpha: float, delta_f: float):
+def first_step_size(min_accept: int, alpha: float, delta_f: float) -> int:
+    """Rows the first step must accept to be able to pass at all: alpha**n <= delta_f, with slack.
+
+    Depends only on (alpha, delta), never on calibration labels, so the grid stays fixed in advance.
+    """
+    need = int(np.ceil(np.log(delta_f) / np.log(alpha)))
+    return max(min_accept, 2 * need)
+
+
+def _certify_single(ctx: Context, alpha: float, delta_f: float, min_accept: int):
     y_cal = ctx.y["calibration"]
     if "l2d" not in ctx.families:  # global alone: the single accept-all hypothesis
-        from tracec.calibration import fixed_sequence
         agree = int(np.sum(ctx.scored["calibration"].label == y_cal))
-        loosest = threshold_grid(ctx.scored["validation"].score, len(y_cal), ctx.min_accept)[-1:]
+        loosest = threshold_grid(ctx.scored["validation"].score, len(y_cal), min_accept)[-1:]
         return fixed_sequence([len(y_cal)], [agree], len(y_cal), loosest, alpha, delta_f), 1
     return certify_l2d(ctx.scored["validation"], ctx.scored["calibration"], y_cal, alpha, delta_f,
-                       ctx.min_accept)
+                       min_accept)
 
 
 def highest_passing_alpha(ctx: Context, delta_f: float) -> Optional[float]:

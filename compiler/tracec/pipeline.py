@@ -92,7 +92,6 @@ def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -
         publish(tmp, config.out)
 
     explanation = emit.explain(manifest)
-    say(explanation)
     return CompileResult(str(config.out), gate_open, manifest, frontier_document(frontier),
                          explanation, clock.timings)
 
@@ -102,14 +101,18 @@ def _policy_graph(chosen: AlphaResult, dim: int) -> bytes:
     w = chosen.winner
     if w is None:
         return _closed_graph(chosen, dim)
-    mode = w.family if w.family in ("global", "cascade") else "l2d"
-    return build_policy_graph([s.spec for s in w.stages], n_features=dim,
-                              tau=float(w.certification.tau), mode=mode)
+    tau = float(w.certification.tau)
+    if not np.isfinite(tau):  # the loosest step: accept everything, answered by stage 1
+        return build_policy_graph([w.stages[0].spec], n_features=dim, tau=0.0, mode="global")
+    mode = "cascade" if w.family == "cascade" else "l2d"
+    return build_policy_graph([s.spec for s in w.stages], n_features=dim, tau=tau, mode=mode)
 
 
 def _closed_graph(chosen: AlphaResult, dim: int) -> bytes:
+    """Everything deferred; the stages are kept so operators can inspect what was refused."""
     stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
-    tau = float(chosen.winner.certification.tau) if chosen.winner else float("inf")
+    tau = float(chosen.winner.certification.tau) if chosen.winner else 1.0
+    tau = tau if np.isfinite(tau) else 0.0
     return build_policy_graph([s.spec for s in stages], n_features=dim, tau=tau, mode="closed")
 
 

@@ -144,8 +144,9 @@ def certify_cascade(s1_val: Scored, s2_val: Scored, s1_cal: Scored, s2_cal: Scor
     return fixed_sequence(n_handled, n_agree, len(y_cal), grid, alpha, delta), len(grid)
 
 
-def is_accept_all(cert: Certification, n_cal: int) -> bool:
-    return cert.chosen is not None and cert.chosen.n_handled == n_cal
+def is_accept_all(cert: Certification, grid_size: int) -> bool:
+    """The sequence passed all the way to its last step, "accept everything" (tau = -inf)."""
+    return cert.chosen is not None and cert.chosen.index == grid_size - 1 and not np.isfinite(cert.chosen.tau)
 
 
 def best_family(results: Sequence[FamilyResult]) -> Optional[FamilyResult]:
