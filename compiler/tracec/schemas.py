@@ -23,7 +23,7 @@ ID_BASE = "https://tracec.dev/schemas/"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 #: Modules whose import registers schemas; imported lazily by ``all_schemas``.
-REGISTERING_MODULES: list[str] = ["tracec.traces"]
+REGISTERING_MODULES: list[str] = ["tracec.traces", "tracec.artifacts.models", "tracec.outputs"]
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {}
 
