@@ -3,6 +3,8 @@
 from tracec_runtime.errors import (
     BundleIntegrityError,
     BundleVerificationError,
+    EngineError,
+    EngineUnavailableError,
     KeyFileError,
     ModelContractError,
     RouteInputError,
@@ -17,7 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Router", "Decision", "BatchDecision", "verify_bundle",
-    "BundleIntegrityError", "BundleVerificationError", "KeyFileError", "ModelContractError",
+    "BundleIntegrityError", "BundleVerificationError", "EngineError", "EngineUnavailableError",
+    "KeyFileError", "ModelContractError",
     "RouteInputError", "SignatureError",
     "TracecError", "UnsafePathError", "UnsignedBundleError", "UnsupportedFormatError",
 ]

@@ -79,3 +79,13 @@ class RouteInputError(TracecError, ValueError):
     """An embedding given to the router has the wrong shape, dtype or non-finite values."""
 
     exit_code = 3
+
+
+class EngineError(TracecError, ValueError):
+    """``Router.load(engine=...)`` got something other than auto, onnxruntime or numpy."""
+
+    exit_code = 3
+
+
+class EngineUnavailableError(EngineError):
+    """``engine="numpy"`` on a bundle without a fast path verified identical to the graph."""

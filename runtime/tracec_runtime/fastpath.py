@@ -2,12 +2,13 @@
 
 Built only from the verified bytes of ``fastpath.json`` (canonical JSON, no
 floats) and ``fastpath.bin`` (little-endian arrays, 64-byte aligned); the
-format is in docs/bundle-format.md.  It computes what ``model.onnx`` computes,
-in float32, with the same operations, and the compiler ships it only when its
-decisions matched onnxruntime's on every row it checked.  "Identical" means
-identical decisions on those rows; scores differ by float32 rounding, so a
-row whose score lies within that rounding of tau could in principle flip
-(docs/fastpath.md).  Thread-safe: every call works on fresh arrays.
+format is in docs/bundle-format.md.  It computes the function ``model.onnx``
+computes: layers, probabilities and acceptor features in float32, the
+acceptor's logistic in float64 (then rounded to float32).  The compiler ships
+it only when its decisions matched onnxruntime's on every row it checked;
+scores differ by float32 rounding, so a row whose score lies within that
+rounding of tau could in principle flip (docs/fastpath.md).  Thread-safe:
+every call works on fresh arrays.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class _Stage:
     """One surrogate + acceptor, with everything precomputed for both code paths."""
 
     __slots__ = ("layers", "hidden", "output", "classes", "class_list", "c0", "c1", "c2", "c3",
-                 "b", "log_k", "k")
+                 "b", "log_k")
 
     def __init__(self, w: StageWeights):
         self.layers = tuple(w.layers)          # (weight [out, in], bias [out]) float32
@@ -40,8 +41,7 @@ class _Stage:
         self.class_list = [int(c) for c in w.classes]
         self.c0, self.c1, self.c2, self.c3 = (float(c) for c in w.acceptor_coef)
         self.b = float(w.acceptor_intercept)
-        self.k = int(w.classes.shape[0])
-        self.log_k = float(np.float32(np.log(self.k)))   # the graph's float32 constant
+        self.log_k = float(np.float32(np.log(w.classes.shape[0])))   # the graph's constant
 
 
 def _hidden(kind: str, h: np.ndarray) -> None:
@@ -58,34 +58,42 @@ def _hidden(kind: str, h: np.ndarray) -> None:
         np.reciprocal(h, out=h)
 
 
-def _probs(st: _Stage, h: np.ndarray) -> np.ndarray:
-    """Class probabilities of rows ``h`` ([N, D] or [D]); float32, a fresh array."""
+def _logits(st: _Stage, h: np.ndarray) -> np.ndarray:
+    """The last layer's output for rows ``h`` ([N, D] or [D]): float32, a fresh array.
+
+    For ``ovr`` heads it is log sigmoid(z), so the probabilities are its softmax:
+    one-vs-rest sigmoids normalised to sum 1, as the graph computes them.
+    """
     last = len(st.layers) - 1
     for i, (wt, b) in enumerate(st.layers):
         h = h @ wt.T if h.ndim == 2 else wt.dot(h)
         h += b
         if i < last:
             _hidden(st.hidden, h)
-    if st.output == "softmax":
-        h -= h.max(axis=-1, keepdims=True)
-        np.exp(h, out=h)
-        h /= h.sum(axis=-1, keepdims=True)
-        return h
-    with np.errstate(over="ignore"):      # exp(-z) -> inf gives probability 0, as in the graph
+    if st.output == "ovr":
         np.negative(h, out=h)
-        np.exp(h, out=h)
-    h += 1.0
-    np.reciprocal(h, out=h)
-    if st.output == "logistic":           # binary: one logit, columns (1 - p, p)
-        p = h[..., 0]
-        return np.stack([1.0 - p, p], axis=-1)
-    s = h.sum(axis=-1, keepdims=True)     # "ovr": sigmoid per class, then normalised
-    zero = s == 0.0
-    if zero.any():                        # all underflowed: uniform, as skl2onnx's graph does
-        h += zero
-        s += zero * np.float32(st.k)
-    h /= s
+        np.logaddexp(0.0, h, out=h)
+        np.negative(h, out=h)
     return h
+
+
+def _binary(z: np.ndarray) -> np.ndarray:
+    """Columns (1 - p, p), p = sigmoid(z[..., 0]); exp(-z) -> inf gives p = 0 as in the graph."""
+    with np.errstate(over="ignore"):
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+    z += 1.0
+    np.reciprocal(z, out=z)
+    p = z[..., 0]
+    return np.stack([1.0 - p, p], axis=-1)
+
+
+def _plogp(p: np.ndarray) -> np.ndarray:
+    """p * log(max(p, 1e-12)), the graph's Clip, Log, Mul."""
+    out = np.maximum(p, _FLOOR)
+    np.log(out, out=out)
+    out *= p
+    return out
 
 
 def _sigmoid64(z: np.ndarray) -> np.ndarray:
@@ -93,31 +101,49 @@ def _sigmoid64(z: np.ndarray) -> np.ndarray:
 
 
 def _stage_batch(st: _Stage, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label int64 [N], score float32 [N]) of one stage."""
-    p = _probs(st, X)
+    """(label int64 [N], score float32 [N]) of one stage.
+
+    Softmax heads: with z' = z - max(z), S = sum(exp(z')) and p = exp(z') / S,
+    the entropy sum -sum(p log p) is computed as log S - sum(p z') (no log of p).
+    """
+    z = _logits(st, X)
+    if st.output == "logistic":
+        p = _binary(z)
+        neg_ent = _plogp(p).sum(axis=1, dtype=np.float32).astype(np.float64)
+    else:
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        neg_ent = (np.einsum("ij,ij->i", p, z).astype(np.float64)
+                   - np.log(total[:, 0].astype(np.float64)))
     rows = np.arange(p.shape[0])
     idx = p.argmax(axis=1)
     top1 = p[rows, idx].astype(np.float64)
-    plogp = np.maximum(p, _FLOOR)
-    np.log(plogp, out=plogp)
-    plogp *= p
-    ent = -plogp.sum(axis=1, dtype=np.float32).astype(np.float64) / st.log_k
     p[rows, idx] = -1.0
     top2 = p.max(axis=1).astype(np.float64)
+    ent = -neg_ent / st.log_k
     z = st.c0 * top1 + st.c1 * top2 + st.c2 * (top1 - top2) + st.c3 * ent + st.b
     return st.classes[idx], _sigmoid64(z).astype(np.float32)
 
 
 def _stage_one(st: _Stage, x: np.ndarray) -> tuple[int, float]:
-    """(label, score) of one stage for one row; the score is a float32 value."""
-    p = _probs(st, x)
+    """(label, score) of one stage for one row, as ``_stage_batch``; score is a float32 value."""
+    z = _logits(st, x)
+    if st.output == "logistic":
+        p = _binary(z)
+        neg_ent = float(_plogp(p).sum())
+    else:
+        z -= z.item(int(z.argmax()))
+        p = np.exp(z)
+        total = float(p.sum())
+        p /= total
+        neg_ent = float(p.dot(z)) - math.log(total)
     i = int(p.argmax())
     t1 = p.item(i)
-    plogp = np.maximum(p, _FLOOR)
-    np.log(plogp, out=plogp)
-    ent = -float(p.dot(plogp)) / st.log_k
     p[i] = -1.0
     t2 = p.max().item()
+    ent = -neg_ent / st.log_k
     z = st.c0 * t1 + st.c1 * t2 + st.c2 * (t1 - t2) + st.c3 * ent + st.b
     return st.class_list[i], float(np.float32(1.0 / (1.0 + math.exp(-max(z, _ZMIN)))))
 

@@ -1,8 +1,9 @@
 """Route embeddings through a verified bundle: answer locally or defer to the LLM.
 
-``Router.load`` verifies the bundle first and only then builds an
-onnxruntime session from the exact ``model.onnx`` bytes that were hashed.
-A closed bundle (``policy.gate == "closed"``) defers everything.
+``Router.load`` verifies the bundle first and only then builds an engine from
+the exact bytes that were hashed (``tracec_runtime.engines``): the numpy fast
+path when the signed manifest marks it identical to the graph, onnxruntime
+otherwise.  A closed bundle (``policy.gate == "closed"``) defers everything.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import numpy as np
 
 from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
-from tracec_runtime.errors import ModelContractError, RouteInputError, UnsupportedFormatError
-from tracec_runtime.verify import MANIFEST, MODEL, VerifiedBundle, verify_bundle
+from tracec_runtime.engines import select_engine
+from tracec_runtime.errors import RouteInputError, UnsupportedFormatError
+from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
 
 __all__ = ["Router", "Decision", "BatchDecision"]
 
-OUTPUTS = {"label": "tensor(int64)", "score": "tensor(float)", "handled": "tensor(bool)"}
+_NDARRAY = np.ndarray
+_F32 = np.dtype(np.float32)
+_isfinite = np.isfinite
 
 
 def _manifest_field(manifest: dict, dotted: str, where: str) -> Any:
@@ -55,39 +59,6 @@ def _policy(manifest: dict, where: str) -> tuple[tuple, int, np.float32, bool]:
     return tuple(labels), dim, tau, gate == "open"
 
 
-def _session(model: bytes, dim: int, where: str):
-    """An onnxruntime session over ``model`` (bytes), checked against the graph contract."""
-    import onnxruntime  # deferred: importing tracec_runtime stays cheap
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.load_model_format", "ONNX")
-    try:
-        session = onnxruntime.InferenceSession(model, options,
-                                               providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own, unrelated exception types
-        raise ModelContractError(f"{where}: onnxruntime {onnxruntime.__version__} cannot load "
-                                 f"the graph: {exc}") from None
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ModelContractError(f"{where}: expected exactly one input (the embedding); "
-                                 f"found {[i.name for i in inputs]}")
-    inp = inputs[0]
-    width = inp.shape[-1] if len(inp.shape) == 2 else None
-    if inp.type != "tensor(float)" or len(inp.shape) != 2 or (isinstance(width, int)
-                                                               and width != dim):
-        raise ModelContractError(f"{where}: input {inp.name!r} must be float32 [N, {dim}] "
-                                 f"(manifest.embedder.dimension); found {inp.type} {inp.shape}")
-    found = {o.name: o.type for o in session.get_outputs()}
-    for name, dtype in OUTPUTS.items():
-        if found.get(name) != dtype:
-            raise ModelContractError(f"{where}: expected output {name!r} of type {dtype}; "
-                                     f"found {found.get(name, 'no such output')}")
-    return session, inp.name
-
-
 class Router:
     """A verified bundle, ready to route.  Build with :meth:`Router.load`.
 
@@ -95,21 +66,28 @@ class Router:
     ``verify_bundle``); nothing else is accepted.
     """
 
-    def __init__(self, bundle: VerifiedBundle):
+    def __init__(self, bundle: VerifiedBundle, engine: str = "auto"):
         if not isinstance(bundle, VerifiedBundle):
             raise TypeError(f"Router needs a VerifiedBundle from verify_bundle(); "
                             f"got {type(bundle).__name__} (use Router.load(path, public_key))")
         self._path, self._signer, self._manifest = bundle.path, bundle.signer, bundle.manifest
         where = str(bundle.path / MANIFEST)
         self._labels, self._dim, self._tau, self._gate_open = _policy(bundle.manifest, where)
-        self._session, self._input = _session(bundle.files[MODEL], self._dim,
-                                              str(bundle.path / MODEL))
+        self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
+                                     len(self._labels), bundle.path)
+        self._run, self._run_one = self._engine.run, self._engine.run_one
+        self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], public_key: object = None, *,
-             allow_unsigned: bool = False) -> "Router":
-        """Verify the bundle at ``path`` (see ``verify_bundle``), then build the router."""
-        return cls(verify_bundle(path, public_key, allow_unsigned=allow_unsigned))
+             allow_unsigned: bool = False, engine: str = "auto") -> "Router":
+        """Verify the bundle at ``path`` (see ``verify_bundle``), then build the router.
+
+        ``engine``: ``"auto"`` (numpy when the manifest marks the fast path identical to
+        the graph, else onnxruntime), ``"onnxruntime"``, or ``"numpy"`` (raises
+        ``EngineUnavailableError`` when the bundle has no such fast path).
+        """
+        return cls(verify_bundle(path, public_key, allow_unsigned=allow_unsigned), engine)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -134,8 +112,14 @@ class Router:
         return self._gate_open
 
     @property
-    def input_name(self) -> str:
-        return self._input
+    def engine(self) -> str:
+        """``"numpy"`` (the verified fast path) or ``"onnxruntime"`` (the graph)."""
+        return self._engine.name
+
+    @property
+    def input_name(self) -> Optional[str]:
+        """The graph's input name; ``None`` on the numpy engine (the graph is not parsed)."""
+        return self._engine.input_name
 
     @property
     def path(self) -> Path:
@@ -149,7 +133,7 @@ class Router:
     def __repr__(self) -> str:
         gate = "open" if self._gate_open else "closed"
         return (f"Router({str(self._path)!r}, labels={len(self._labels)}, dimension={self._dim}, "
-                f"tau={float(self._tau):.9g}, gate={gate})")
+                f"tau={self._tau_f:.9g}, gate={gate}, engine={self.engine})")
 
     # ------------------------------------------------------------------- routing
     def route(self, embedding: Any, fallback: Optional[Callable[[], Any]] = None) -> Decision:
@@ -157,40 +141,33 @@ class Router:
         if fallback is not None and not callable(fallback):
             raise TypeError(f"fallback must be a zero-argument callable; "
                             f"got {type(fallback).__name__}")
-        x = self._matrix(embedding, single=True)
-        decision = self._run(x)[0]
-        if decision.handled or fallback is None:
-            return decision
-        return Decision(fallback(), False, decision.score, decision.reason,
-                        decision.surrogate_label)
+        x = embedding
+        # Common case first: a float32 (D,) C-contiguous finite array is used as is;
+        # anything else takes the full conversion and checks (typed errors) of _matrix.
+        if not (type(x) is _NDARRAY and x.dtype is _F32 and x.shape == self._shape1
+                and x.flags.c_contiguous and _isfinite(x).all()):
+            x = self._matrix(embedding, single=True)[0]
+        k, score, handled = self._run_one(x)
+        surrogate = self._labels[k]
+        if handled and self._gate_open:
+            return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
+        label = None if fallback is None else fallback()
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
-        return self._run(self._matrix(matrix, single=False))
-
-    def _run(self, x: np.ndarray) -> BatchDecision:
-        n, where = x.shape[0], self._path / MODEL
-        if n == 0:
-            label, score, handled = (np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                     np.zeros(0, bool))
-        else:
-            label, score, handled = self._session.run(list(OUTPUTS), {self._input: x})
-            for name, arr, dtype in (("label", label, np.int64), ("score", score, np.float32),
-                                     ("handled", handled, np.bool_)):
-                if arr.shape != (n,) or arr.dtype != dtype:
-                    raise ModelContractError(f"{where}: output {name!r} must be "
-                                             f"{np.dtype(dtype)} [{n}]; found {arr.dtype} "
-                                             f"{list(arr.shape)}")
-            if label.min() < 0 or label.max() >= len(self._labels):
-                raise ModelContractError(f"{where}: output 'label' must index manifest.labels "
-                                         f"(0..{len(self._labels) - 1}); found "
-                                         f"{int(label.min())}..{int(label.max())}")
-        handled = handled & self._gate_open  # a closed bundle defers everything
-        return BatchDecision.build(label, handled, score, self._labels, float(self._tau),
+        label, score, handled = self._run(self._matrix(matrix, single=False))
+        if not self._gate_open:
+            handled = np.zeros_like(handled)  # a closed bundle defers everything
+        return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open)
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""
+        arr, d = embedding, self._dim
+        if (type(arr) is _NDARRAY and arr.dtype is _F32 and arr.ndim == 2 and arr.shape[1] == d
+                and not single and arr.flags.c_contiguous and _isfinite(arr).all()):
+            return arr  # the common batch case: nothing to convert, nothing to report
         try:
             arr = np.asarray(embedding)
         except (ValueError, TypeError) as exc:
@@ -199,7 +176,6 @@ class Router:
         if arr.dtype.kind not in "fiu":
             raise RouteInputError(f"expected a real floating-point embedding; got dtype "
                                   f"{arr.dtype}")
-        d = self._dim
         shapes = f"({d},)" if single else f"({d},) or (N, {d})"
         if arr.ndim not in (1, 2) or (single and arr.ndim == 2 and arr.shape[0] != 1):
             hint = "; use route_batch for several rows" if single and arr.ndim == 2 else ""

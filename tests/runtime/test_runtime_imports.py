@@ -37,3 +37,35 @@ def test_load_and_route_import_only_the_runtime_stack(tmp_path, keys):
     loaded = set(out["modules"])
     assert {"onnxruntime", "nacl", "numpy", "tracec_runtime"} <= loaded
     assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+
+
+FAST_SCRIPT = """
+import json, sys
+import tracec_runtime
+cheap = sorted({m.split('.')[0] for m in sys.modules} & {'onnxruntime', 'nacl', 'numpy'})
+router = tracec_runtime.Router.load(sys.argv[1], sys.argv[2])
+row = [((i * 7) % 11 - 5) / 20 for i in range(router.dimension)]
+d = router.route(row, fallback=lambda: "llm")
+b = router.route_batch([row] * 3)
+print(json.dumps({"cheap": cheap, "modules": sorted({m.split('.')[0] for m in sys.modules}),
+                  "engine": router.engine, "label": d.label, "n": len(b)}))
+"""
+
+
+def test_fast_path_bundle_routes_without_onnxruntime(tmp_path, keys):
+    from .fastpath_fixtures import make_fastpath_bundle, random_stage
+
+    bundle = make_fastpath_bundle(tmp_path / "b", keys[0], stages=[random_stage(16, 5, 1)],
+                                  tau="0.5")
+    pub = tmp_path / "k.pub"
+    pub.write_text(json.dumps(keys[1]))
+    proc = subprocess.run([sys.executable, "-c", FAST_SCRIPT, str(bundle), str(pub)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["engine"] == "numpy" and out["n"] == 3 and out["label"] is not None
+    assert out["cheap"] == []
+    loaded = set(out["modules"])
+    assert {"nacl", "numpy", "tracec_runtime"} <= loaded
+    assert loaded.isdisjoint(FORBIDDEN + ["onnxruntime"]), sorted(loaded & {*FORBIDDEN,
+                                                                            "onnxruntime"})
