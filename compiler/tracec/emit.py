@@ -14,7 +14,7 @@ from tracec.artifacts import CostInputs, EvalRows, build_artifacts
 from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
-from tracec.manifest import (Certificate, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
+from tracec.manifest import (Certificate, FastPathRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
                              ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
 from tracec_runtime.keys import load_private_key
@@ -55,7 +55,7 @@ def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, confi
     seal_bundle(root, None)
 
 
-def write_bundle(root: Path, *, graph: bytes, config: CompileConfig, data, splits,
+def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileConfig, data, splits,
                  chosen: AlphaResult, ctx: Context, calibration: Measured, shadow, heldout: Routed,
                  heldout_rows: np.ndarray, gate_open: bool, frontier: dict,
                  previous: Optional[dict]) -> dict:
@@ -64,9 +64,15 @@ def write_bundle(root: Path, *, graph: bytes, config: CompileConfig, data, split
                             reasons=list(gate.reasons))
     refusal = None if gate_open else _refusal(chosen, ctx, gate, heldout, data.labels)
     write_file(root, "model.onnx", graph)
+    fast_files, fast_report = fastpath
+    for name, blob in sorted((fast_files or {}).items()):
+        write_file(root, name, blob)
     write_json(root, "frontier.json", frontier)
     manifest = _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, verdict,
                          per_label(heldout, data.labels), refusal)
+    if fast_report is not None:
+        manifest = manifest.model_copy(update={
+            "fastpath": FastPathRecord(**fast_report.manifest_record())})
     rows = EvalRows(texts=[data.traces.inputs[i] for i in heldout_rows], teacher=heldout.teacher,
                     pred=heldout.label, handled=heldout.handled, score=heldout.score,
                     embeddings=data.X[heldout_rows], labels=data.labels)

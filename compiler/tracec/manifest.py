@@ -112,6 +112,18 @@ class Inputs(_Model):
     embeddings_sha256: str
 
 
+class FastPathRecord(_Model):
+    """The compile-time identity check of the numpy fast path against the graph."""
+
+    present: bool = Field(description="true iff fastpath.json/.bin ship and decisions matched on every row")
+    rows_checked: int
+    decision_mismatches: int
+    label_mismatches: int
+    handled_mismatches: int
+    max_score_diff: Dec
+    near_tau: int = Field(description="rows whose graph score lies within max_score_diff of tau")
+
+
 class FileDigest(_Model):
     sha256: str
     size: int
@@ -134,6 +146,8 @@ class Manifest(_Model):
     config: dict[str, str] = Field(description="every compile option, as strings")
     config_fingerprint: str
     tool_versions: dict[str, str]
+    fastpath: Optional[FastPathRecord] = Field(
+        default=None, description="null when the surrogate has no numpy fast path (e.g. trees)")
     files: dict[str, FileDigest]
 
     def to_bytes(self) -> bytes:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tracec import emit
 from tracec.bundle import check_destination, publish, seal_bundle, staging
 from tracec.candidates import train_pool
 from tracec.config import CompileConfig
-from tracec.export import build_policy_graph
+from tracec.export import build_policy_graph, verified_fastpath
 from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_document
 from tracec.gate import shadow_gate
 from tracec.inputs import load_inputs
@@ -45,6 +46,12 @@ class CompileResult:
 
 
 def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -> CompileResult:
+    """Compile with one BLAS thread: deterministic sums, and faster on a small shared machine."""
+    with threadpool_limits(limits=1):
+        return _compile(config, progress)
+
+
+def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResult:
     say = progress or (lambda _msg: None)
     clock = _Clock(say)
     check_destination(config.out, config.force)
@@ -70,9 +77,9 @@ def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -
     chosen: AlphaResult = frontier[0]
 
     with staging(config.out) as tmp:
-        candidate_graph = _policy_graph(chosen, data.dim)
-        emit.stage_provisional(tmp, candidate_graph, chosen, data, config, splits)
-        router = Router.load(tmp, allow_unsigned=True)
+        candidate = _policy_graph(chosen, data.dim)
+        emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits)
+        router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
         routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
         del router
         gate = shadow_gate(routed["shadow"].handled, routed["shadow"].label == routed["shadow"].teacher,
@@ -80,9 +87,11 @@ def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -
         gate_open = chosen.winner is not None and gate.passed
         say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
             f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
-        graph = candidate_graph if gate_open else _closed_graph(chosen, data.dim)
+        final = candidate if gate_open else _closed_graph(chosen, data.dim)
+        fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
+            final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
         manifest = emit.write_bundle(
-            tmp, graph=graph, config=config, data=data, splits=splits, chosen=chosen, ctx=ctx,
+            tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data, splits=splits, chosen=chosen, ctx=ctx,
             calibration=measured(routed["calibration"], config.delta),
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
@@ -96,24 +105,35 @@ def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -
                          explanation, clock.timings)
 
 
-def _policy_graph(chosen: AlphaResult, dim: int) -> bytes:
-    """The candidate policy's graph (an l2d graph at the strictest tau when nothing certified)."""
+@dataclass(frozen=True)
+class PolicyGraph:
+    graph: bytes
+    specs: tuple
+    mode: str
+    tau: float
+
+
+def _build(stages, dim: int, tau: float, mode: str) -> PolicyGraph:
+    specs = tuple(s.spec for s in stages)
+    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode), specs, mode, tau)
+
+
+def _policy_graph(chosen: AlphaResult, dim: int) -> PolicyGraph:
+    """The candidate policy's graph (a closed graph when nothing was certified)."""
     w = chosen.winner
     if w is None:
         return _closed_graph(chosen, dim)
     tau = float(w.certification.tau)
     if not np.isfinite(tau):  # the loosest step: accept everything, answered by stage 1
-        return build_policy_graph([w.stages[0].spec], n_features=dim, tau=0.0, mode="global")
-    mode = "cascade" if w.family == "cascade" else "l2d"
-    return build_policy_graph([s.spec for s in w.stages], n_features=dim, tau=tau, mode=mode)
+        return _build(w.stages[:1], dim, 0.0, "global")
+    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d")
 
 
-def _closed_graph(chosen: AlphaResult, dim: int) -> bytes:
+def _closed_graph(chosen: AlphaResult, dim: int) -> PolicyGraph:
     """Everything deferred; the stages are kept so operators can inspect what was refused."""
     stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
     tau = float(chosen.winner.certification.tau) if chosen.winner else 1.0
-    tau = tau if np.isfinite(tau) else 0.0
-    return build_policy_graph([s.spec for s in stages], n_features=dim, tau=tau, mode="closed")
+    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed")
 
 
 def _ta(r) -> float:

@@ -1,0 +1,142 @@
+"""The candidate pool on a small real Banking77 subset (real Qwen3-30B teacher labels)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+import tracec.candidates as candidates
+from conftest import data_path
+from tracec.candidates import CandidateSpec, PoolError, candidate_specs, train_pool
+from tracec.errors import ParameterError
+from tracec.export import surrogate_to_onnx
+
+
+@pytest.fixture(scope="module")
+def b77():
+    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
+    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
+    teacher = [json.loads(line)["teacher"] for line in traces.read_text("utf-8").splitlines()]
+    names = sorted(set(teacher))
+    y = np.array([names.index(t) for t in teacher], dtype=np.int64)
+    X = np.load(emb).astype(np.float32)
+    rows = np.random.default_rng(3).permutation(len(y))
+    tr, va = rows[:1000], rows[1000:1500]
+    return X[tr], y[tr], X[va], y[va]
+
+
+@pytest.fixture(scope="module")
+def pools(b77):
+    messages: list[str] = []
+    first = train_pool(*b77, seed=11, progress=messages.append)
+    second = train_pool(*b77, seed=11)
+    return first, second, messages
+
+
+def test_pool_is_deterministic_given_seed(pools, b77):
+    first, second, _ = pools
+    assert [c.name for c in first] == [c.name for c in second]
+    X_val = b77[2].astype(np.float64)
+    for a, b in zip(first, second):
+        assert np.array_equal(a.estimator.predict_proba(X_val), b.estimator.predict_proba(X_val))
+        assert a.val_macro_f1 == b.val_macro_f1 and a.onnx_bytes == b.onnx_bytes
+        assert (surrogate_to_onnx(a.estimator, 384, 59, "s_").SerializeToString()
+                == surrogate_to_onnx(b.estimator, 384, 59, "s_").SerializeToString())
+
+
+def test_pool_is_sorted_by_validation_macro_f1(pools, b77):
+    first, _, messages = pools
+    assert {c.name for c in first} == {s.name for s in candidate_specs()}
+    _, _, X_val, y_val = b77
+    for cand in first:
+        pred = cand.estimator.classes_[cand.estimator.predict_proba(X_val).argmax(axis=1)]
+        assert cand.val_macro_f1 == pytest.approx(
+            f1_score(y_val, pred, labels=np.unique(y_val), average="macro", zero_division=0))
+        assert cand.val_agreement == pytest.approx(np.mean(pred == y_val))
+        assert cand.fit_seconds > 0 and cand.onnx_bytes > 0
+        assert any(m.startswith(f"candidate {cand.name}: fit") for m in messages)
+    scores = [c.val_macro_f1 for c in first]
+    assert scores == sorted(scores, reverse=True)
+    assert len(set(scores)) > 1
+
+
+def _spec(name, make, kind="linear"):
+    return CandidateSpec(name, kind, make)
+
+
+def test_ties_are_broken_by_name(b77, monkeypatch):
+    same = lambda seed: LogisticRegression(C=1.0, max_iter=300, random_state=seed)  # noqa: E731
+    monkeypatch.setattr(candidates, "candidate_specs",
+                        lambda include_trees=False: [_spec("zeta", same), _spec("alpha", same)])
+    pool = train_pool(*b77, seed=0)
+    assert [c.name for c in pool] == ["alpha", "zeta"]
+    assert pool[0].val_macro_f1 == pool[1].val_macro_f1
+
+
+def test_residual_subset_of_classes(b77):
+    X_tr, y_tr, X_val, y_val = b77
+    subset = np.array([2, 5, 11, 40, 58])
+    keep_tr, keep_val = np.isin(y_tr, subset), np.isin(y_val, subset)
+    assert keep_tr.sum() > 50
+    # validation keeps rows of other labels too: the stage is judged on the whole residual
+    val_rows = np.nonzero(keep_val | (np.arange(len(y_val)) < 40))[0]
+    pool = train_pool(X_tr[keep_tr], y_tr[keep_tr], X_val[val_rows], y_val[val_rows], seed=0)
+    assert pool
+    for cand in pool:
+        assert np.array_equal(cand.estimator.classes_, subset)
+        model = surrogate_to_onnx(cand.estimator, 384, 59, "r_")
+        probs, label = ort.InferenceSession(model.SerializeToString(),
+                                            providers=["CPUExecutionProvider"]).run(
+            ["r_probs", "r_label"], {"embedding": X_val})
+        assert probs.shape == (len(X_val), len(subset))
+        assert set(np.unique(label)) <= set(subset.tolist())
+        assert np.array_equal(label, subset[probs.argmax(axis=1)])
+
+
+def test_size_budget_drops_candidates(b77, monkeypatch):
+    real = {s.name: s for s in candidate_specs()}
+    subset = [real["logreg_c0.5"], real["mlp_256"]]
+    monkeypatch.setattr(candidates, "candidate_specs", lambda include_trees=False: subset)
+    messages: list[str] = []
+    pool = train_pool(*b77, seed=0, size_budget_bytes=200_000, progress=messages.append)
+    assert [c.name for c in pool] == ["logreg_c0.5"] and pool[0].onnx_bytes <= 200_000
+    assert any(m.startswith("candidate mlp_256: dropped, ONNX graph is") and "budget 200000" in m
+               for m in messages)
+    monkeypatch.setattr(candidates, "candidate_specs", lambda include_trees=False: subset[:1])
+    with pytest.raises(PoolError, match="within 1000 bytes"):
+        train_pool(*b77, seed=0, size_budget_bytes=1000)
+
+
+def test_fit_warnings_and_early_stopping_fallback(b77, monkeypatch):
+    from sklearn.neural_network import MLPClassifier
+
+    X_tr, _, X_val, _ = b77
+    y_bin = np.zeros(len(X_tr), dtype=np.int64)
+    y_bin[0] = 1                      # one positive row: no stratified validation split exists
+    y_val = np.zeros(len(X_val), dtype=np.int64)
+    specs = [_spec("lr_short", lambda seed: LogisticRegression(max_iter=1, random_state=seed)),
+             _spec("mlp", lambda seed: MLPClassifier((16,), early_stopping=True, max_iter=30,
+                                                     random_state=seed), "neural")]
+    monkeypatch.setattr(candidates, "candidate_specs", lambda include_trees=False: specs)
+    messages: list[str] = []
+    pool = train_pool(X_tr, y_bin, X_val, y_val, seed=0, progress=messages.append)
+    assert {c.name for c in pool} == {"lr_short", "mlp"}
+    assert any("lr_short: warning while fitting: ConvergenceWarning" in m for m in messages)
+    assert any("mlp: early-stopping split failed" in m for m in messages)
+    assert next(c for c in pool if c.name == "mlp").estimator.early_stopping is False
+
+
+@pytest.mark.parametrize("args,match", [
+    (lambda X, y, Xv, yv: (X, np.zeros_like(y), Xv, yv), "at least 2 classes"),
+    (lambda X, y, Xv, yv: (X, y[:-1], Xv, yv), "'y_train' parameter"),
+    (lambda X, y, Xv, yv: (X, y, Xv[:, :10], yv), "'X_val' parameter"),
+    (lambda X, y, Xv, yv: (X, y.astype(float), Xv, yv), "integer labels"),
+])
+def test_bad_inputs_are_parameter_errors(b77, args, match):
+    with pytest.raises(ParameterError, match=match):
+        train_pool(*args(*b77), seed=0)

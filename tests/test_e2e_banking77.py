@@ -1,0 +1,84 @@
+"""Compile -> verify -> route on Banking77 with a real LLM teacher (Qwen3-30B-A3B traces).
+
+The spine's acceptance check: alpha = 0.90 opens the gate, and routing the untouched
+test file gives TA >= 0.90 on handled rows with coverage close to the manifest's shadow
+coverage.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import data_path, read_json, run_tracec
+from tracec_runtime import Router
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    base = tmp_path_factory.mktemp("keys") / "ci"
+    run_tracec("keygen", "--out", base, check_code=0)
+    return base.with_suffix(".key"), base.with_suffix(".pub")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, keys):
+    out = tmp_path_factory.mktemp("b77") / "bundle"
+    proc = run_tracec("compile", data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
+                      "--embeddings", data_path("banking77", "train.minilm-l6-v2.f16.npy"),
+                      "--embedder-id", "sentence-transformers/all-MiniLM-L6-v2",
+                      "--alpha", "0.9,0.8,0.85,0.95", "--signing-key", keys[0], "--out", out,
+                      "--json", check_code=0)
+    doc = json.loads(proc.stdout)
+    assert doc["gate"] == "open"
+    assert "Gate OPEN" in proc.stderr
+    return out, doc
+
+
+def test_gate_opens_and_manifest_is_consistent(bundle):
+    out, doc = bundle
+    m = read_json(out / "manifest.json")
+    assert m == doc["manifest"]
+    assert m["policy"]["gate"] == "open" and m["policy"]["alpha"] == "0.9"
+    assert float(m["calibration"]["ta"]) >= 0.9
+    assert float(m["shadow"]["coverage"]) >= 0.05 and m["shadow"]["passed"] is True
+    assert m["counts"]["total"] == 10003
+    assert sum(m["counts"][k] for k in ("train", "validation", "calibration", "shadow")) == 10003
+    frontier = read_json(out / "frontier.json")
+    assert [a["alpha"] for a in frontier["alphas"]] == ["0.9", "0.8", "0.85", "0.95"]
+
+
+def test_verify_with_public_key(bundle, keys):
+    out, _ = bundle
+    proc = run_tracec("verify", out, "--public-key", keys[1], "--json", check_code=0)
+    assert json.loads(proc.stdout)["signed"] is True
+
+
+def test_route_test_split_holds_the_guarantee(bundle, keys):
+    out, _ = bundle
+    m = read_json(out / "manifest.json")
+    proc = run_tracec("route", out, "--embeddings", data_path("banking77", "test.minilm-l6-v2.f16.npy"),
+                      "--traces", data_path("banking77", "traces_qwen3-30b", "test.jsonl"),
+                      "--public-key", keys[1], "--json", check_code=0)
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["rows"] == 3080
+    assert float(summary["ta_handled"]) >= 0.90
+    assert abs(float(summary["coverage"]) - float(m["shadow"]["coverage"])) <= 0.05
+    print(f"banking77 test: coverage {summary['coverage']} TA {summary['ta_handled']} "
+          f"(shadow coverage {m['shadow']['coverage']}, TA {m['shadow']['ta']})")
+
+
+def test_runtime_matches_manifest_numbers(bundle, keys):
+    """The manifest's shadow numbers are what the runtime computes on the shadow rows."""
+    out, _ = bundle
+    m = read_json(out / "manifest.json")
+    router = Router.load(out, public_key=keys[1])
+    X = np.load(data_path("banking77", "train.minilm-l6-v2.f16.npy")).astype(np.float32)
+    from tracec.splits import split_rows
+    splits = split_rows(len(X), m["seed"], tuple(float(f) for f in m["config"]["fractions"].split(",")))
+    batch = router.route_batch(X[splits.shadow])
+    assert int(np.sum(batch.handled)) == m["shadow"]["n_handled"]
