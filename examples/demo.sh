@@ -29,6 +29,9 @@ print(f"held-out rows: {s['rows']}  coverage: {s['coverage']}  TA on handled: {s
       f"  (manifest shadow coverage {m['shadow']['coverage']}, TA {m['shadow']['ta']}, alpha {m['policy']['alpha']})")
 if "accuracy_end_to_end" in s:
     print(f"end-to-end accuracy vs gold: {s['accuracy_end_to_end']} (teacher alone {s['accuracy_teacher_only']})")
-print("cost projection:", json.dumps({k: v for k, v in cost.items() if k not in ("artifact", "version")}))
+w, wo = cost.get("with_bundle") or {}, cost.get("without_bundle") or {}
+print(f"cost projection at {cost.get('daily_volume')} requests/day, {cost.get('teacher_cost_per_1k')} per 1k LLM calls: "
+      f"LLM calls/day {wo.get('llm_calls_per_day')} -> {w.get('llm_calls_per_day')}, "
+      f"cost/day {wo.get('cost_per_day')} -> {w.get('cost_per_day')}, savings/year {w.get('savings_per_year')}")
 print(f"report: {out}/report.html")
 PY
