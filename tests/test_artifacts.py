@@ -231,6 +231,31 @@ def test_refusal_blocking_labels_are_ranked_by_deferred_wrong_traffic(real_rows,
             np.mean(real_rows.pred[m] == real_rows.teacher[m]), abs=1e-6)
 
 
+def test_refusal_compares_the_surrogate_with_the_majority_baseline(real_rows, arts):
+    keys, counts = np.unique(real_rows.teacher, return_counts=True)
+    top = int(keys[np.argmax(counts)])
+    doc = arts["artifacts/refusal.json"]
+    assert doc["majority_label"] == (real_rows.labels[top] if top >= 0 else None)
+    assert float(doc["majority_share"]) == pytest.approx(counts.max() / N_EVAL, abs=1e-6)
+    # a real logistic regression on Banking77 is far above the no-skill baseline: collect data
+    assert doc["near_chance"] is False and "raise coverage most" in doc["summary"]
+    # a surrogate whose answers are shuffled teacher labels is at chance: data is not the problem
+    shuffled = np.random.default_rng(3).permutation(real_rows.teacher.clip(0))
+    chance = EvalRows(real_rows.texts, real_rows.teacher, shuffled, np.zeros(N_EVAL, bool),
+                      real_rows.score, real_rows.embeddings, real_rows.labels)
+    best = float(np.mean(shuffled == real_rows.teacher))
+    refusal = {"reasons": ["l2d: no threshold certified"], "best_ta_full_coverage": str(best),
+               "highest_passing_alpha": None, "blocking_labels": []}
+    docs = build_artifacts(chance, manifest=manifest_for(chance, "closed", refusal),
+                           no_examples=False, previous_manifest=None, cost=None)
+    ref = docs["artifacts/refusal.json"]
+    assert ref["near_chance"] is True and best <= float(ref["majority_share"])
+    assert "unlikely to help" in ref["summary"] and "raise coverage most" not in ref["summary"]
+    assert f"{best:.1%} of rows" in ref["summary"] and "No alpha could be certified" in ref["summary"]
+    lines = [x for x in docs["artifacts/disagreements.json"]["summary"] if "most common label" in x]
+    assert len(lines) == 1 and "why no threshold could be certified" in lines[0]
+
+
 def test_cost_projection_from_shadow_coverage(real_rows, arts):
     doc = arts["artifacts/cost.json"]
     cov = real_rows.handled[N_CAL:].mean()

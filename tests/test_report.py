@@ -264,3 +264,46 @@ def test_no_examples_bundle_shows_no_trace_text(tmp_path):
     for phrase in PHRASES:
         assert phrase not in text, phrase
     assert "text withheld (--no-examples)" in text
+
+
+def test_closed_report_shows_no_agreement_for_nothing_handled(tmp_path):
+    root = tmp_path / "closed"
+    manifest = make_bundle(root, gate="closed", collapse=True)
+    assert manifest["shadow"]["n_handled"] == 0
+    html = render_report(root, tmp_path / "r.html", allow_unsigned=True).read_text(encoding="utf-8")
+    table = html[html.index('<table id="measured">'):]
+    table = table[:table.index("</table>")]
+    cells = re.findall(r'<td class="n">([^<]*)</td>', table)
+    # per split: rows, handled, coverage, TA, lower, upper; TA of nothing is a dash, not 0%
+    assert cells[1::6] == ["0", "0"] and cells[3::6] == ["—", "—"] and cells[5::6] == ["—", "—"]
+    assert "nothing certified" in html  # alpha 0.95 of the frontier certified no family
+    assert "Answering everything locally" in html and "41.0%" in html
+
+
+def test_label_chart_shows_long_labels_whole_with_counts():
+    from tracec.report_charts import label_bars
+    long = "balance_not_updated_after_cheque_or_cash_deposit"
+    chart = label_bars([{"label": long, "n": 58, "handled_rate": "0.948276", "ta": "0.98"},
+                        {"label": "oos", "n": 451, "handled_rate": "0.829268", "ta": "0.877"}], 0.9)
+    assert chart["max_chars"] >= len(f"{long} (58)")
+    assert chart["label_w"] + chart["bar_w"] < chart["value_x"] < chart["width"]
+    values = {r["label"]: r["value"] for r in chart["rows"]}
+    assert values[long] == "95% handled (55/58) · TA 98%"
+    assert values["oos"] == "83% handled (374/451) · TA 88% < alpha"
+
+
+def test_delta_noise_flag_matches_sampling_noise_by_simulation():
+    """Same true rate in both bundles: >= 90% flagged as noise; a real 25-point shift: rarely."""
+    from tracec.report_view import _delta_rows
+
+    rng = np.random.default_rng(0)
+
+    def flagged(p_prev, p_now, n_prev, n_now, reps=2000):
+        a, b = rng.binomial(n_now, p_now, reps) / n_now, rng.binomial(n_prev, p_prev, reps) / n_prev
+        rows = [{"handled_rate_now": dec(x), "handled_rate_previous": dec(y), "n_now": n_now,
+                 "n_previous": n_prev, "change": dec(x - y)} for x, y in zip(a, b)]
+        return np.mean([r["noise"] for r in _delta_rows({"per_label": rows})])
+
+    assert flagged(0.8, 0.8, 25, 30) >= 0.9
+    assert flagged(0.7, 0.7, 200, 180) >= 0.9
+    assert flagged(0.6, 0.85, 400, 400) <= 0.01

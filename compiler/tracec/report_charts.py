@@ -94,14 +94,25 @@ def frontier_chart(frontier: Any, policy_alpha: Optional[float], width: int = 86
             "yticks": [{"y": sy(t), "label": f"{t:.0%}"} for t in _ticks(0.0, 1.0)],
             "series": series, "bundle": bundle,
             "oracle_path": " ".join(f"{sx(a)},{sy(c)}" for a, c in oracle),
-            "oracle_markers": [{"x": sx(a), "y": sy(c), "title": f"oracle limit at alpha {a:g}: "
-                                f"{c:.1%}"} for a, c in oracle],
+            "oracle_markers": [{"x": sx(a), "y": sy(c), "label": f"{c:.0%}",
+                                "title": f"oracle limit at alpha {a:g}: {c:.1%}"} for a, c in oracle],
+            "uncertified": [{"x": sx(a), "y": sy(0.0) - 14, "text": "nothing certified"}
+                            for a in sorted({p[0] for p in points})
+                            if not any(q[3] for q in points if q[0] == a)],
             "legend_x": left + pw + 16}
+
+
+#: Approximate width of one character of the 12px chart font, for sizing the label column.
+CHAR_W = 6.8
 
 
 def label_bars(per_label: Any, alpha: Optional[float], width: int = 1000,
                row_height: int = 20) -> Optional[dict]:
-    """Horizontal bars of the handled rate per label, lowest first; colour by TA vs alpha."""
+    """Horizontal bars of the handled rate per label, lowest first; colour by TA vs alpha.
+
+    The label column is as wide as the longest label (capped), so long intent
+    names are shown whole; each value says how many rows the rate is based on.
+    """
     items = []
     for entry in per_label if isinstance(per_label, list) else []:
         if not isinstance(entry, dict):
@@ -109,26 +120,32 @@ def label_bars(per_label: Any, alpha: Optional[float], width: int = 1000,
         rate = num(entry.get("handled_rate"))
         ta = num(entry.get("ta"))
         label = entry.get("label")
-        items.append({"label": "(not a training label)" if label is None else str(label),
-                      "n": entry.get("n") if isinstance(entry.get("n"), int) else None,
+        n = entry.get("n") if isinstance(entry.get("n"), int) else None
+        items.append({"label": "(not a training label)" if label is None else str(label), "n": n,
                       "rate": min(max(rate or 0.0, 0.0), 1.0), "ta": ta})
     if not items:
         return None
     items.sort(key=lambda i: (i["rate"], -(i["n"] or 0), i["label"]))
-    label_w, value_w = 260, 250
+    longest = max(len(i["label"]) + (len(str(i["n"])) + 3 if i["n"] is not None else 0)
+                  for i in items)
+    label_w = int(math.ceil(min(max(120.0, longest * CHAR_W + 16), 420.0)))
+    max_chars = longest if longest * CHAR_W + 16 <= label_w else int((label_w - 16) / CHAR_W)
+    value_w = 280
     bar_w = width - label_w - value_w
     rows = []
     for k, it in enumerate(items):
         if it["ta"] is None:
-            color, status = "#bab0ac", "no TA (nothing handled)"
+            color, status = "#bab0ac", "no TA"
         elif alpha is not None and it["ta"] < alpha:
-            color, status = "#f58518", f"TA {it['ta']:.0%} below alpha"
+            color, status = "#f58518", f"TA {it['ta']:.0%} < alpha"
         else:
             color, status = "#54a24b", f"TA {it['ta']:.0%}"
+        handled = f" ({round(it['rate'] * it['n'])}/{it['n']})" if it["n"] else ""
         rows.append({**it, "y": k * row_height, "w": round(it["rate"] * bar_w, 2), "color": color,
-                     "value": f"{it['rate']:.0%} handled · {status}"})
+                     "value": f"{it['rate']:.0%} handled{handled} · {status}"})
     return {"width": width, "height": len(rows) * row_height + 24, "row_height": row_height,
-            "label_w": label_w, "bar_w": bar_w, "value_x": label_w + bar_w + 8, "rows": rows,
+            "label_w": label_w, "max_chars": max_chars, "bar_w": bar_w,
+            "value_x": label_w + bar_w + 8, "rows": rows,
             "grid": [{"x": round(label_w + f * bar_w, 2), "label": f"{f:.0%}"}
                      for f in (0.0, 0.25, 0.5, 0.75, 1.0)],
             "axis_y": len(rows) * row_height + 14}

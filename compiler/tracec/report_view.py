@@ -8,6 +8,7 @@ the template never has to guess at a field.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional
 
 from pydantic import ValidationError
@@ -40,11 +41,23 @@ def decimal(x: Any, digits: int = 3) -> str:
     return "—" if v is None else f"{v:.{digits}g}"
 
 
+def fixed(x: Any, digits: int = 1) -> str:
+    v = num(x)
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def points(x: Any) -> str:
+    """A difference of two rates, in percentage points."""
+    v = num(x)
+    return "—" if v is None else f"{v * 100:.1f} pts"
+
+
 def label(x: Any) -> str:
     return UNSEEN if x is None else str(x)
 
 
-FILTERS = {"pct": pct, "count": count, "money": money, "decimal": decimal, "label": label}
+FILTERS = {"pct": pct, "count": count, "money": money, "decimal": decimal, "fixed": fixed,
+           "points": points, "label": label}
 
 
 # ---------------------------------------------------------------- documents
@@ -105,7 +118,26 @@ def _pick(x: Any, keys: tuple[str, ...]) -> dict:
 
 def _measured(name: str, m: Any) -> dict:
     keys = ("n_total", "n_handled", "coverage", "ta", "ta_lower", "ta_upper")
-    return {"split": name, **_pick(m, keys)}
+    out = {"split": name, **_pick(m, keys)}
+    if out["n_handled"] == 0:  # TA of nothing is undefined: show a dash, not 0%
+        out.update(ta=None, ta_lower=None, ta_upper=None)
+    return out
+
+
+def _delta_rows(deltas: Optional[dict]) -> list[dict]:
+    """Per-label deltas plus a noise flag: |change| within two binomial standard errors."""
+    out = []
+    for r in (deltas or {}).get("per_label") or []:
+        a, b = num(r.get("handled_rate_now")), num(r.get("handled_rate_previous"))
+        na, nb = r.get("n_now"), r.get("n_previous")
+        se = None
+        if a is not None and b is not None and isinstance(na, int) and isinstance(nb, int) \
+                and na > 0 and nb > 0:
+            se = math.sqrt(a * (1 - a) / na + b * (1 - b) / nb)
+        change = num(r.get("change"))
+        noise = change is not None and se is not None and abs(change) <= 2 * se
+        out.append({**r, "noise": noise, "two_se": None if se is None else 2 * se})
+    return out
 
 
 def _frontier_rows(frontier: Optional[dict]) -> list[dict]:
@@ -124,15 +156,19 @@ def _frontier_rows(frontier: Optional[dict]) -> list[dict]:
     return rows
 
 
-def _headline(gate_open: bool, policy: dict, shadow: dict) -> str:
+def _headline(gate_open: bool, policy: dict, shadow: dict, best: Any = None) -> str:
     if gate_open:
         return (f"This bundle answers {pct(shadow.get('coverage'))} of traffic locally. On the "
                 f"untouched shadow split, the teacher agreed with {pct(shadow.get('ta'))} of those "
                 f"answers (lower bound {pct(shadow.get('ta_lower'))}); the target was "
                 f"{pct(policy.get('alpha'))} with confidence {pct(1 - (num(policy.get('delta')) or 0))}.")
-    return ("This bundle defers every input to the LLM: no routing policy both certified teacher "
+    text = ("This bundle defers every input to the LLM: no routing policy both certified teacher "
             f"agreement of at least {pct(policy.get('alpha'))} (confidence "
             f"{pct(1 - (num(policy.get('delta')) or 0))}) and passed the shadow parity gate.")
+    if best is not None:
+        text += (f" Answering everything locally, the surrogate would agree with the teacher on "
+                 f"only {pct(best)} of calibration rows.")
+    return text
 
 
 def build_view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, dict], *,
@@ -150,7 +186,7 @@ def build_view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, di
     return {
         "bundle_name": bundle_name, "signature": signature, "signed": signed,
         "warnings": warnings, "gate_open": gate_open,
-        "headline": _headline(gate_open, policy, shadow),
+        "headline": _headline(gate_open, policy, shadow, refusal.get("best_ta_full_coverage")),
         "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
         "policy": {k: policy.get(k) for k in ("gate", "family", "alpha", "delta", "tau", "model_name")},
         "measured": [_measured("Calibration (certified)", manifest.get("calibration")),
@@ -163,7 +199,7 @@ def build_view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, di
         "frontier_chart": frontier_chart(frontier, alpha if gate_open else None),
         "frontier_rows": _frontier_rows(frontier),
         "label_chart": label_bars(per_label, alpha),
-        "a": artifacts,
+        "a": artifacts, "delta_rows": _delta_rows(artifacts.get("deltas")),
         "files": sorted((str(k), _pick(v, ("sha256", "size"))) for k, v in files.items()),
         "tool_versions": sorted((str(k), str(v)) for k, v in _d(manifest.get("tool_versions")).items()),
         "config": sorted((str(k), str(v)) for k, v in _d(manifest.get("config")).items()),

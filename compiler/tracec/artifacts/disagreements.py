@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from tracec.artifacts.rows import Rows, rate
+from tracec.artifacts.rows import NEAR_CHANCE_MARGIN, Rows, majority_baseline, rate
 from tracec.manifest import dec
 
 N_EXAMPLES = 3
@@ -97,6 +97,16 @@ def _summary(rows: Rows, wrong: np.ndarray, col: dict, cards: list[dict],
                    "surrogate cannot produce it, so they always disagree.")
     if col["detected"] or gate == "closed":
         out.append(col["explanation"])
+    if gate == "closed" and n:
+        agree = 1.0 - nw / n
+        top, share = majority_baseline(rows)
+        name = f"'{top}'" if top is not None else "(a label not seen in training)"
+        line = (f"The surrogate agrees with the teacher on {agree:.1%} of held-out rows; always "
+                f"answering the teacher's most common label, {name}, would agree on {share:.1%}.")
+        if agree <= share + NEAR_CHANCE_MARGIN:
+            line += (" It has learned almost nothing the teacher decides on from these embeddings: "
+                     "that, more than missing data, is why no threshold could be certified.")
+        out.append(line)
     if gate == "closed" and cards:
         c = max(cards, key=lambda card: card["n_disagree"])  # first of the largest
         t = c["confused_with"][0]

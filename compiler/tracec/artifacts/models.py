@@ -230,6 +230,13 @@ class RefusalExplanation(_Model):
     highest_passing_alpha: Optional[Dec]
     highest_passing_alpha_source: str
     gap_to_alpha: Dec = Field(description="alpha - best TA at full coverage (positive = short)")
+    majority_label: Optional[str] = Field(
+        description="the teacher's most frequent label on the held-out rows")
+    majority_share: Dec = Field(
+        description="TA of always answering majority_label: the no-skill baseline")
+    near_chance: bool = Field(
+        description="best TA at full coverage is at most 5 points above majority_share: the "
+                    "embeddings barely predict the teacher, so more traces alone are unlikely to help")
     manifest_blocking_labels: list[str]
     blocking_method: str
     blocking_labels: list[BlockingLabel]

@@ -1,7 +1,9 @@
 """Refusal explanation: why the gate is closed, and which labels hold coverage back.
 
 Written for open bundles too: the blocking labels are where more traces would
-most raise coverage.  A label's impact is the share of all held-out traffic
+most raise coverage, unless the surrogate is near chance (no better than
+always answering the teacher's most common label), when data is not the
+problem.  A label's impact is the share of all held-out traffic
 that is deferred from it *and* that the surrogate gets wrong there: deferred
 rows the surrogate already answers right need a better acceptor, not data;
 deferred wrong rows need the surrogate to learn the label.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tracec.artifacts.rows import Rows, rate
+from tracec.artifacts.rows import NEAR_CHANCE_MARGIN, Rows, majority_baseline, rate
 from tracec.manifest import dec
 
 N_BLOCKING = 10
@@ -35,8 +37,37 @@ def blocking_labels(rows: Rows, top: int = N_BLOCKING) -> list[dict]:
     return [{k: v for k, v in b.items() if k != "_wrong"} for b in out[:top]]
 
 
-def _fmt(x: Optional[str]) -> str:
-    return "none" if x is None else x
+def _quoted(label: Optional[str]) -> str:
+    return "(labels not seen in training)" if label is None else f"'{label}'"
+
+
+def _summary(gate: str, alpha: str, delta: str, best: float, best_src: str, hpa: Optional[str],
+             majority: tuple[Optional[str], float], near_chance: bool, blocking: list[dict]) -> str:
+    gap = (float(alpha) - best) * 100
+    if gate == "closed":
+        text = (f"The gate is closed at alpha {alpha}: every input defers to the LLM. At full "
+                f"coverage the surrogate agrees with the teacher on {best:.1%} of rows "
+                f"({best_src}), {gap:.1f} points short of alpha.")
+        text += (f" No alpha could be certified at delta {delta} with this acceptor." if hpa is None
+                 else f" The highest alpha that could be certified at this delta is {hpa}: a lower "
+                      "target would let the bundle answer some traffic locally.")
+    else:
+        text = (f"The gate is open at alpha {alpha}. At full coverage the surrogate would agree "
+                f"with the teacher on {best:.1%} of rows ({best_src}); the acceptor defers the "
+                "inputs it is least sure of.")
+    names = ", ".join(_quoted(b["label"]) for b in blocking[:3])
+    if near_chance:
+        text += (f" That is no better than always answering the teacher's most common label, "
+                 f"{_quoted(majority[0])} ({majority[1]:.1%} of held-out rows): the embeddings carry "
+                 "almost nothing of what the teacher decides on, so more traces of the same kind are "
+                 "unlikely to help. Keep this task on the LLM, or try an embedder that represents "
+                 "what the task depends on.")
+        if blocking:
+            text += f" The blocking labels ({names}) show where the errors fall, not a data shortage."
+    elif blocking:
+        text += (f" Deferred traffic the surrogate gets wrong is concentrated in {names}: more traces "
+                 "for these labels would raise coverage most.")
+    return text
 
 
 def build_refusal(rows: Rows, manifest: dict) -> dict:
@@ -45,35 +76,30 @@ def build_refusal(rows: Rows, manifest: dict) -> dict:
     alpha, delta = str(policy.get("alpha", "0")), str(policy.get("delta", "0"))
     refusal = manifest.get("refusal") or None
     if refusal and refusal.get("best_ta_full_coverage") is not None:
-        best, best_src = str(refusal["best_ta_full_coverage"]), "manifest (calibration split)"
+        best, best_src = str(refusal["best_ta_full_coverage"]), "calibration split"
     else:
         best = dec(float(rows.agree.mean())) if rows.n else "0"
-        best_src = "held-out rows (calibration + shadow)"
+        best_src = "held-out rows: calibration + shadow"
     if refusal is not None:
         hpa = refusal.get("highest_passing_alpha")
         hpa_src = "manifest (calibration split)"
     else:
         hpa, hpa_src = None, "not computed for an open gate (the chosen alpha passed)"
+    hpa = None if hpa is None else str(hpa)
     reasons = list((refusal or {}).get("reasons") or [])
     if gate == "closed" and not reasons:
         reasons = list((manifest.get("shadow") or {}).get("reasons") or [])
     blocking = blocking_labels(rows)
-    names = ", ".join(f"'{b['label']}'" if b["label"] is not None else "(labels not seen in training)"
-                      for b in blocking[:3])
-    if gate == "closed":
-        text = (f"The gate is closed at alpha {alpha}: every input defers to the LLM. The surrogate "
-                f"agrees with the teacher on {best} of rows at full coverage; the highest alpha "
-                f"that would pass at delta {delta} is {_fmt(hpa and str(hpa))}.")
-    else:
-        text = f"The gate is open at alpha {alpha}."
-    if blocking:
-        text += (f" Deferred traffic the surrogate gets wrong is concentrated in {names}: more traces "
-                 "for these labels would raise coverage most.")
+    majority = majority_baseline(rows)
+    near_chance = rows.n > 0 and float(best) <= majority[1] + NEAR_CHANCE_MARGIN
     return {"artifact": "refusal", "version": "1", "gate": gate, "alpha": alpha, "delta": delta,
             "reasons": [str(r) for r in reasons], "best_ta_full_coverage": best,
-            "best_ta_full_coverage_source": best_src,
-            "highest_passing_alpha": None if hpa is None else str(hpa),
+            "best_ta_full_coverage_source": best_src, "highest_passing_alpha": hpa,
             "highest_passing_alpha_source": hpa_src,
             "gap_to_alpha": dec(float(alpha) - float(best)),
+            "majority_label": majority[0], "majority_share": dec(majority[1]),
+            "near_chance": bool(near_chance),
             "manifest_blocking_labels": [str(x) for x in (refusal or {}).get("blocking_labels") or []],
-            "blocking_method": METHOD, "blocking_labels": blocking, "summary": text}
+            "blocking_method": METHOD, "blocking_labels": blocking,
+            "summary": _summary(gate, alpha, delta, float(best), best_src, hpa, majority,
+                                bool(near_chance), blocking)}

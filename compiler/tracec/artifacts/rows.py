@@ -17,6 +17,8 @@ from tracec.manifest import dec
 
 #: Longest input text copied into an artifact (longer texts are cut and end with "…").
 MAX_TEXT_CHARS = 1000
+#: "Near chance": agreement at most this far above always answering the teacher's top label.
+NEAR_CHANCE_MARGIN = 0.05
 
 
 class ArtifactError(TracecError):
@@ -102,6 +104,15 @@ class Rows:
 def rate(num: int, den: int) -> Optional[str]:
     """``num / den`` as a decimal string; None when ``den`` is 0."""
     return dec(num / den) if den else None
+
+
+def majority_baseline(rows: Rows) -> tuple[Optional[str], float]:
+    """The teacher's most frequent held-out label and its share (TA of always answering it)."""
+    if rows.n == 0:
+        return None, 0.0
+    keys, counts = np.unique(rows.teacher, return_counts=True)
+    k = int(np.argmax(counts))  # first of the largest: the lowest label index
+    return rows.name(int(keys[k])), float(counts[k] / rows.n)
 
 
 def validate(rows: EvalRows, no_examples: bool) -> Rows:
