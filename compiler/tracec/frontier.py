@@ -32,6 +32,7 @@ class Context:
     seed: int
     n_features: int
     progress: Callable[[str], None]
+    size_budget_bytes: int = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
     residual, residual_scores = None, None
     if "cascade" in ctx.families:
         residual = make_residual(ctx.pool, ctx.primary, ctx.scored["validation"], ctx.X["validation"],
-                                 ctx.y["validation"], alpha, ctx.seed)
+                                 ctx.y["validation"], alpha, ctx.seed, ctx.size_budget_bytes)
         if residual is not None:
             residual_scores = score_stage(residual, ctx.n_features, ctx.X)
     single = any(f in ctx.families for f in ("global", "l2d"))

@@ -72,12 +72,12 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
     scored = clock("score", lambda: score_stage(primary, data.dim, X))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
-                  config.seed, data.dim, say)
+                  config.seed, data.dim, say, config.size_budget_bytes)
     frontier = clock("certify", lambda: [certify_alpha(ctx, a) for a in config.alphas])
     chosen: AlphaResult = frontier[0]
 
     with staging(config.out) as tmp:
-        candidate = _policy_graph(chosen, data.dim)
+        candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes)
         emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits)
         router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
         routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
@@ -87,7 +87,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         gate_open = chosen.winner is not None and gate.passed
         say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
             f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
-        final = candidate if gate_open else _closed_graph(chosen, data.dim)
+        final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes)
         fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
             final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
         manifest = emit.write_bundle(
@@ -113,27 +113,28 @@ class PolicyGraph:
     tau: float
 
 
-def _build(stages, dim: int, tau: float, mode: str) -> PolicyGraph:
+def _build(stages, dim: int, tau: float, mode: str, budget: int) -> PolicyGraph:
     specs = tuple(s.spec for s in stages)
-    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode), specs, mode, tau)
+    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, max_bytes=budget),
+                       specs, mode, tau)
 
 
-def _policy_graph(chosen: AlphaResult, dim: int) -> PolicyGraph:
+def _policy_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
     """The candidate policy's graph (a closed graph when nothing was certified)."""
     w = chosen.winner
     if w is None:
-        return _closed_graph(chosen, dim)
+        return _closed_graph(chosen, dim, budget)
     tau = float(w.certification.tau)
     if not np.isfinite(tau):  # the loosest step: accept everything, answered by stage 1
-        return _build(w.stages[:1], dim, 0.0, "global")
-    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d")
+        return _build(w.stages[:1], dim, 0.0, "global", budget)
+    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d", budget)
 
 
-def _closed_graph(chosen: AlphaResult, dim: int) -> PolicyGraph:
+def _closed_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
     """Everything deferred; the stages are kept so operators can inspect what was refused."""
     stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
     tau = float(chosen.winner.certification.tau) if chosen.winner else 1.0
-    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed")
+    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed", budget)
 
 
 def _ta(r) -> float:

@@ -105,14 +105,19 @@ def residual_cut(primary_val: Scored, y_val: np.ndarray, alpha: float) -> float:
 
 
 def make_residual(pool: Sequence, primary: Stage, primary_val: Scored, X_val: np.ndarray,
-                  y_val: np.ndarray, alpha: float, seed: int) -> Optional[Stage]:
-    """Pick stage 2 from the pool by agreement on stage 1's validation residual."""
+                  y_val: np.ndarray, alpha: float, seed: int,
+                  size_budget_bytes: int = 5_000_000) -> Optional[Stage]:
+    """Pick stage 2 from the pool by agreement on stage 1's validation residual.
+
+    Only candidates that fit in the bundle-size budget together with stage 1 are eligible.
+    """
     residual = primary_val.score < residual_cut(primary_val, y_val, alpha)
     if residual.sum() < 30:
         return None
     best, best_agree, best_probs = None, -1.0, None
     for cand in pool:
-        if cand is primary.candidate:
+        if cand is primary.candidate or \
+                cand.onnx_bytes + primary.candidate.onnx_bytes > size_budget_bytes:
             continue
         probs = cand.estimator.predict_proba(X_val[residual])
         pred = np.asarray(cand.estimator.classes_)[probs.argmax(axis=1)]
