@@ -161,7 +161,7 @@ def keygen_cmd(out):
 
 @cli.command("report")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Default: BUNDLE/../report.html")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Default: BUNDLE/../NAME.report.html")
 @_key_options
 def report_cmd(bundle, out, public_key, allow_unsigned):
     """Write a self-contained HTML report of BUNDLE (verified first)."""

@@ -58,7 +58,7 @@ def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, confi
 def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileConfig, data, splits,
                  chosen: AlphaResult, ctx: Context, calibration: Measured, shadow, heldout: Routed,
                  heldout_rows: np.ndarray, gate_open: bool, frontier: dict,
-                 previous: Optional[dict]) -> dict:
+                 previous: Optional[dict]) -> tuple[dict, dict]:
     gate, shadow_measured = shadow
     verdict = ShadowVerdict(**shadow_measured.model_dump(), passed=gate.passed,
                             reasons=list(gate.reasons))
@@ -84,7 +84,7 @@ def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileCo
     manifest = manifest.model_copy(update={"files": {
         k: FileDigest(**v) for k, v in file_digests(root).items()}})
     write_file(root, "manifest.json", manifest.to_bytes())
-    return manifest.model_dump(mode="json")
+    return manifest.model_dump(mode="json"), docs
 
 
 def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, shadow, per_label,
@@ -147,7 +147,7 @@ def _tool_versions() -> dict[str, str]:
     return out
 
 
-def explain(manifest: dict) -> str:
+def explain(manifest: dict, artifacts: Optional[dict] = None) -> str:
     p, sh, cal = manifest["policy"], manifest["shadow"], manifest["calibration"]
     head = (f"alpha={p['alpha']} delta={p['delta']}: family {p['family']} ({p['model_name']}), "
             f"tau={p['tau']}; calibration coverage {cal['coverage']} TA {cal['ta']} "
@@ -160,6 +160,9 @@ def explain(manifest: dict) -> str:
     lines += [f"  - {r}" for r in ref.get("reasons", [])]
     lines.append(f"  best TA at full coverage: {ref.get('best_ta_full_coverage')}; highest alpha "
                  f"that would pass at this delta: {ref.get('highest_passing_alpha') or 'none'}")
-    if ref.get("blocking_labels"):
+    summary = ((artifacts or {}).get("artifacts/refusal.json") or {}).get("summary")
+    if summary:
+        lines.append(f"  {summary}")
+    elif ref.get("blocking_labels"):
         lines.append("  labels holding coverage back: " + ", ".join(ref["blocking_labels"]))
     return "\n".join(lines)

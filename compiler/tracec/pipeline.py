@@ -90,7 +90,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes)
         fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
             final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
-        manifest = emit.write_bundle(
+        manifest, artifacts = emit.write_bundle(
             tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data, splits=splits, chosen=chosen, ctx=ctx,
             calibration=measured(routed["calibration"], config.delta),
             shadow=(gate, measured(routed["shadow"], config.delta)),
@@ -100,7 +100,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         seal_bundle(tmp, signing_key)
         publish(tmp, config.out)
 
-    explanation = emit.explain(manifest)
+    explanation = emit.explain(manifest, artifacts)
     return CompileResult(str(config.out), gate_open, manifest, frontier_document(frontier),
                          explanation, clock.timings)
 
