@@ -91,7 +91,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
             final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
         manifest, artifacts = emit.write_bundle(
-            tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data, splits=splits, chosen=chosen, ctx=ctx,
+            tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data,
+            splits=splits, chosen=chosen, ctx=ctx,
             calibration=measured(routed["calibration"], config.delta),
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
