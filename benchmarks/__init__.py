@@ -1,0 +1,1 @@
+"""The tracec vs TRACER benchmark harness (run with ``python -m benchmarks.run``)."""

@@ -1,0 +1,79 @@
+"""Write the results: one JSON file per section, the figures and the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import plots, report
+from benchmarks.targets import all_rows
+
+SECTIONS = ("meta", "quality", "validity", "flywheel", "runtime")
+
+
+def clean(obj):
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def machine_info() -> dict:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines()
+                       if l.startswith("MemTotal"))
+    except (OSError, StopIteration, ValueError):
+        mem_kib = 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "os": platform.platform()}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for key, dist in (("tracec", "tracec"), ("tracec_runtime", "tracec-runtime"), ("numpy", "numpy"),
+                      ("sklearn", "scikit-learn"), ("onnxruntime", "onnxruntime")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def finish(results: dict, out: Path, doc: Path, img: Path) -> list[Path]:
+    """Write ``out/<section>.json``, ``out/targets.json``, the figures and ``doc``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SECTIONS:
+        if results.get(name) is not None:
+            path = out / f"{name}.json"
+            path.write_text(json.dumps(clean(results[name]), indent=1, sort_keys=True) + "\n")
+            written.append(path)
+    targets = [{"target": r.target, "measured": r.measured, "met": r.met} for r in all_rows(results)]
+    (out / "targets.json").write_text(json.dumps(targets, indent=1) + "\n")
+    written.append(out / "targets.json")
+    figures = plots.all_plots(clean(results), img)
+    written += figures
+    rel = [os.path.relpath(f, doc.parent) for f in figures]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(report.render(clean(results), rel), encoding="utf-8")
+    written.append(doc)
+    return written
