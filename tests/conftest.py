@@ -45,3 +45,16 @@ def write_subset(tmp: Path, traces: Path, embeddings: Path, rows: np.ndarray, na
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def banking77_teacher(seed: int, n: int | None = None):
+    """Banking77 with the real LLM teacher: (X float32, y int64 teacher index) for a seeded
+    random row order, optionally the first ``n`` rows of it."""
+    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
+    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
+    teacher = [json.loads(line)["teacher"] for line in traces.read_text("utf-8").splitlines()]
+    names = sorted(set(teacher))
+    index = {name: k for k, name in enumerate(names)}
+    y = np.array([index[t] for t in teacher], dtype=np.int64)
+    rows = np.random.default_rng(seed).permutation(len(y))[:n]
+    return np.load(emb)[rows].astype(np.float32), y[rows]

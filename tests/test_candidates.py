@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import onnxruntime as ort
@@ -11,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 import tracec.candidates as candidates
-from conftest import data_path
+from conftest import banking77_teacher
 from tracec.candidates import CandidateSpec, PoolError, candidate_specs, train_pool
 from tracec.errors import ParameterError
 from tracec.export import surrogate_to_onnx
@@ -19,15 +18,8 @@ from tracec.export import surrogate_to_onnx
 
 @pytest.fixture(scope="module")
 def b77():
-    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
-    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    teacher = [json.loads(line)["teacher"] for line in traces.read_text("utf-8").splitlines()]
-    names = sorted(set(teacher))
-    y = np.array([names.index(t) for t in teacher], dtype=np.int64)
-    X = np.load(emb).astype(np.float32)
-    rows = np.random.default_rng(3).permutation(len(y))
-    tr, va = rows[:1000], rows[1000:1500]
-    return X[tr], y[tr], X[va], y[va]
+    X, y = banking77_teacher(3, 1500)
+    return X[:1000], y[:1000], X[1000:], y[1000:]
 
 
 @pytest.fixture(scope="module")

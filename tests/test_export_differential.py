@@ -10,7 +10,6 @@ score within float32 error of tau may legitimately fall on either side.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import onnx
@@ -25,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from conftest import data_path
+from conftest import banking77_teacher
 from tracec.acceptor import fit_acceptor
 from tracec.candidates import candidate_specs
 from tracec.errors import ExportError, ParameterError
@@ -51,16 +50,10 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def b77():
-    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
-    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    teacher = [json.loads(line)["teacher"] for line in traces.read_text("utf-8").splitlines()]
-    names = sorted(set(teacher))
-    y = np.array([names.index(t) for t in teacher], dtype=np.int64)
-    X = np.load(emb).astype(np.float32)
-    rows = np.random.default_rng(7).permutation(len(y))
-    tr, acc, ev = rows[:3000], rows[3000:4000], rows[4000:5000]
+    X, y = banking77_teacher(7)
+    tr, acc, ev = slice(0, 3000), slice(3000, 4000), slice(4000, 5000)
     return {"X": X[tr], "y": y[tr], "X_acc": X[acc], "y_acc": y[acc], "X_ev": X[ev],
-            "n_labels": len(names)}
+            "n_labels": int(y.max()) + 1}
 
 
 def _stage(est, d) -> StageGraphSpec:

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from conftest import data_path
+from conftest import banking77_teacher
 from tracec.acceptor import fit_acceptor
 from tracec.calibration import threshold_grid
 from tracec.export import StageGraphSpec, build_policy_graph, policy_numpy
@@ -50,14 +50,8 @@ def one_blas_thread():
 
 @pytest.fixture(scope="module")
 def banking():
-    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
-    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    teacher = [json.loads(line)["teacher"] for line in traces.read_text("utf-8").splitlines()]
-    names = sorted(set(teacher))
-    y_all = np.array([names.index(t) for t in teacher])
-    rows = np.random.default_rng(7).permutation(len(y_all))[:3500]
-    X = np.load(emb)[rows].astype(np.float32)
-    return X, y_all[rows], slice(0, 2000), slice(2000, 3500)
+    X, y = banking77_teacher(7, 3500)
+    return X, y, slice(0, 2000), slice(2000, 3500)
 
 
 def _stage(estimator, banking) -> StageGraphSpec:
