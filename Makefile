@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := out
 
-.PHONY: demo test bench schemas clean
+.PHONY: demo test bench bench-quick schemas clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --data ../shared/data
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick --data ../shared/data
 
 schemas: $(STAMP)
 	$(BIN)/python -m tracec.schemas --write
