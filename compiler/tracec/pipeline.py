@@ -75,6 +75,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
                   config.seed, data.dim, say, config.size_budget_bytes)
     frontier = clock("certify", lambda: [certify_alpha(ctx, a) for a in config.alphas])
     chosen: AlphaResult = frontier[0]
+    frontier_doc = frontier_document(frontier)
 
     with staging(config.out) as tmp:
         candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes)
@@ -97,13 +98,13 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
             heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
-            gate_open=gate_open, frontier=frontier_document(frontier), previous=previous)
+            gate_open=gate_open, frontier=frontier_doc, previous=previous)
         seal_bundle(tmp, signing_key)
         publish(tmp, config.out)
 
     explanation = emit.explain(manifest, artifacts)
-    return CompileResult(str(config.out), gate_open, manifest, frontier_document(frontier),
-                         explanation, clock.timings)
+    return CompileResult(str(config.out), gate_open, manifest, frontier_doc, explanation,
+                         clock.timings)
 
 
 @dataclass(frozen=True)
