@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="TRACER re-splits planned, run while the budget lasts (default = --resplits)")
     p.add_argument("--no-tracer", action="store_true", help="skip the TRACER side entirely")
     p.add_argument("--no-tracer-cache", action="store_true", help="recompute every TRACER result")
+    p.add_argument("--warm-tracer-cache", action="store_true",
+                   help="only run TRACER's cacheable jobs (tasks, flywheel, re-splits) on one lane "
+                        "until the budget ends, filling its result cache; writes no report")
     p.add_argument("--tracer-cp-alpha", type=float, default=None,
                    help="TRACER's Clopper-Pearson level (default: delta)")
     p.add_argument("--delta", type=float, default=0.05)
@@ -79,6 +82,8 @@ def main(argv=None) -> int:
                   args.tracer_cp_alpha if args.tracer_cp_alpha is not None else args.delta,
                   tracer_py, None if args.no_tracer_cache or tracer_py is None
                   else tracer_py.parents[1] / "bench-cache", tracec_ok, log=log)
+    if args.warm_tracer_cache:
+        return _warm_tracer_cache(args, ctx, t0, budget_s, log)
     if tracec_ok:
         ctx.signing_key, ctx.public_key = tracec_adapter.keygen(work / "bench")
     try:
@@ -139,6 +144,30 @@ def _run(args, ctx: Context, quick: bool, t0: float, budget_s: float, log) -> di
                "runtime": runtime}
     results["notes"] = _notes(ctx, outcomes, quick)
     return results
+
+
+def _warm_tracer_cache(args, ctx: Context, t0: float, budget_s: float, log) -> int:
+    """TRACER's slow, cacheable jobs on one lane (the other core stays free); a later full run
+    answers them from the cache and says how many it reused."""
+    if ctx.tracer_py is None or ctx.tracer_cache is None:
+        raise BenchDataError("--warm-tracer-cache", "expected the TRACER side and its cache enabled")
+    ctx.tracec_ok = False
+    datasets = {n: load_task(ctx.data_root, n) for n in TASKS}
+    b77 = datasets["banking77_llm"]
+    n = args.tracer_resplits if args.tracer_resplits is not None else (args.resplits or 50)
+    sched = Scheduler(deadline=t0 + budget_s, log=log)
+    ctx.deadline = sched.deadline
+    jobs = [j for j in quality.task_jobs(ctx, datasets, set(TASKS)) if j.name.startswith("tracer:")]
+    fw = flywheel.flywheel_jobs(ctx, b77, 5, 0.95, args.seed, tracer=True)
+    rs = validity.resplit_jobs(ctx, b77, len(b77.X_train), range(1000, 1000 + n), (0.90, 0.95),
+                               set(range(1000, 1000 + n)))
+    for j in jobs + fw + rs:
+        j.optional = True
+    sched.run(jobs + interleave(rs, list(reversed(fw)), 2), lanes=1)
+    done = sum(1 for o in sched.outcomes.values() if o.status == "done")
+    log(f"TRACER cache warmed: {done} of {len(sched.outcomes)} jobs done or already cached")
+    shutil.rmtree(ctx.work, ignore_errors=True)
+    return 0
 
 
 def interleave(a: list, b: list, every: int) -> list:
