@@ -132,3 +132,26 @@ def test_fit_warnings_and_early_stopping_fallback(b77, monkeypatch):
 def test_bad_inputs_are_parameter_errors(b77, args, match):
     with pytest.raises(ParameterError, match=match):
         train_pool(*args(*b77), seed=0)
+
+
+def test_refit_learns_from_the_validation_rows_and_keeps_the_recipe(pools, b77):
+    """The shipped surrogate is the selected one refit on train + validation: same parameters
+    and seed, deterministic, and it knows labels seen only in validation."""
+    X_tr, y_tr, X_val, y_val = b77
+    only_val = np.setdiff1d(np.unique(y_val), np.unique(y_tr))
+    cand = next(c for c in pools[0] if c.name == "logreg_c0.05")
+    X, y = np.concatenate([X_tr, X_val]), np.concatenate([y_tr, y_val])
+    messages: list[str] = []
+    a = candidates.refit_candidate(cand, X, y, X_val, 59, 5_000_000, messages.append)
+    b = candidates.refit_candidate(cand, X, y, X_val, 59, 5_000_000)
+    assert a.estimator is not cand.estimator and a.name == cand.name
+    assert a.estimator.get_params(deep=False).keys() == cand.estimator.get_params(deep=False).keys()
+    assert repr(a.estimator) == repr(cand.estimator)
+    assert np.array_equal(a.estimator.classes_, np.unique(y))
+    assert len(only_val) == 0 or set(only_val) <= set(a.estimator.classes_.tolist())
+    assert np.array_equal(a.estimator.predict_proba(X_val), b.estimator.predict_proba(X_val))
+    assert not np.array_equal(a.estimator.predict_proba(X_val), cand.estimator.predict_proba(X_val))
+    assert any(f"refit on {len(y):,} rows" in m for m in messages)
+    # a refit that cannot export keeps the train-split model, and says so
+    tiny = candidates.refit_candidate(cand, X, y, X_val, 59, 10, messages.append)
+    assert tiny is cand and "kept the train-split model" in messages[-1]

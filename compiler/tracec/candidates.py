@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
 import onnxruntime as ort
+from sklearn.base import clone
 from sklearn.ensemble import (ExtraTreesClassifier, HistGradientBoostingClassifier,
                               RandomForestClassifier)
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -195,3 +196,30 @@ def train_pool(X_train, y_train, X_val, y_val, *, seed: int, include_trees: bool
                         f"{size_budget_bytes} bytes; see the progress messages.")
     pool.sort(key=lambda c: (-c.val_macro_f1, c.name))
     return pool
+
+
+def refit_candidate(cand: TrainedCandidate, X: np.ndarray, y: np.ndarray, X_check: np.ndarray,
+                    n_labels: int, size_budget_bytes: int,
+                    progress: Optional[Callable[[str], None]] = None) -> TrainedCandidate:
+    """The same estimator (same parameters and seed) fit again on ``X, y``, export-checked on
+    ``X_check``; the original candidate when the refit cannot be fit or exported.
+
+    Used once a stage's acceptor is fit: the surrogate then also learns from the rows its
+    acceptor was fit on.  Certification runs on the refit model, so the guarantee is unchanged.
+    """
+    say = progress or (lambda _msg: None)
+    X, y = _check_xy(X, y, "refit")
+    start = time.perf_counter()
+    try:
+        with threadpool_limits(limits=1):
+            est = _fit(clone(cand.estimator), X, y, say, cand.name)
+            size = _export_check(est, np.ascontiguousarray(X_check, dtype=np.float32), n_labels)
+    except (ExportError, ValueError) as exc:
+        say(f"candidate {cand.name}: kept the train-split model, refit failed: {exc}")
+        return cand
+    if size > size_budget_bytes:
+        say(f"candidate {cand.name}: kept the train-split model, refit graph is {size} bytes")
+        return cand
+    seconds = time.perf_counter() - start
+    say(f"candidate {cand.name}: refit on {len(y):,} rows in {seconds:.1f}s")
+    return replace(cand, estimator=est, onnx_bytes=size)

@@ -2,6 +2,8 @@
 
 The candidate pool, the primary stage and its graph scores are computed once
 and reused for every alpha; only the cascade's residual stage depends on alpha.
+Stages are selected on the train-split models; ``Context.ship`` gives the stage
+as it ships (refit on train + validation), which is what calibration certifies.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from tracec.calibration import fixed_sequence, max_certifiable_alpha, threshold_grid
 from tracec.manifest import dec
 from tracec.policy import (FamilyResult, Scored, Stage, best_family, certify_cascade, certify_l2d,
-                           is_accept_all, make_residual, score_stage)
+                           is_accept_all, make_residual, score_shipped)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Context:
     n_features: int
     progress: Callable[[str], None]
     size_budget_bytes: int = 5_000_000
+    ship: Callable[[Stage], Stage] = lambda stage: stage  # a selected stage as it ships
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class AlphaResult:
 
 def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
     y_cal = ctx.y["calibration"]
+    primary = ctx.ship(ctx.primary)
     residual, residual_scores = None, None
     if "cascade" in ctx.families:
-        residual = make_residual(ctx.pool, ctx.primary, ctx.scored["validation"], ctx.X["validation"],
+        selected = make_residual(ctx.pool, ctx.primary, ctx.scored["validation"], ctx.X["validation"],
                                  ctx.y["validation"], alpha, ctx.seed, ctx.size_budget_bytes)
-        if residual is not None:
-            residual_scores = score_stage(residual, ctx.n_features, ctx.X)
+        if selected is not None:
+            residual = ctx.ship(selected)
+            residual_scores = score_shipped(selected, residual, ctx.n_features, ctx.X)
     single = any(f in ctx.families for f in ("global", "l2d"))
     n_sequences = int(single) + int(residual is not None)
     delta_f = ctx.delta / max(n_sequences, 1)
@@ -62,12 +67,12 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
     if single:
         cert, grid_size = _certify_single(ctx, alpha, delta_f, min_accept)
         family = "global" if is_accept_all(cert, grid_size) else "l2d"
-        results.append(FamilyResult(family, (ctx.primary,), cert, grid_size))
+        results.append(FamilyResult(family, (primary,), cert, grid_size))
     if residual is not None:
         cert, grid_size = certify_cascade(ctx.scored["validation"], residual_scores["validation"],
                                           ctx.scored["calibration"], residual_scores["calibration"],
                                           y_cal, alpha, delta_f, min_accept)
-        results.append(FamilyResult("cascade", (ctx.primary, residual), cert, grid_size))
+        results.append(FamilyResult("cascade", (primary, residual), cert, grid_size))
     full_ta = float(np.mean(ctx.scored["calibration"].label == y_cal))
     winner = best_family(results)
     for r in results:

@@ -1,6 +1,7 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> split -> train pool -> primary stage -> export + score
+    load -> split -> train pool -> primary stage -> refit on train+validation
+         -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
@@ -28,7 +29,7 @@ from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_docume
 from tracec.gate import shadow_gate
 from tracec.inputs import load_inputs
 from tracec.measure import concat, measured, route_split
-from tracec.policy import make_primary, score_stage
+from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.splits import split_rows
 from tracec_runtime.router import Router
 
@@ -69,10 +70,13 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         include_trees=config.include_trees, size_budget_bytes=config.size_budget_bytes,
         progress=say))
     primary = make_primary(pool[0], X["validation"], y["validation"], config.seed)
-    scored = clock("score", lambda: score_stage(primary, data.dim, X))
+    ship = Refitter(np.concatenate([X["train"], X["validation"]]),
+                    np.concatenate([y["train"], y["validation"]]), X["validation"],
+                    len(data.labels), config.size_budget_bytes, say)
+    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, X))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
-                  config.seed, data.dim, say, config.size_budget_bytes)
+                  config.seed, data.dim, say, config.size_budget_bytes, ship)
     frontier = clock("certify", lambda: [certify_alpha(ctx, a) for a in config.alphas])
     chosen: AlphaResult = frontier[0]
     frontier_doc = frontier_document(frontier)

@@ -26,6 +26,7 @@ import numpy as np
 
 from tracec.acceptor import Acceptor, fit_acceptor
 from tracec.calibration import Certification, fixed_sequence, threshold_grid
+from tracec.candidates import refit_candidate
 from tracec.export import StageGraphSpec, build_policy_graph
 from tracec.scoring import GraphScorer
 
@@ -72,6 +73,35 @@ def score_stage(stage: Stage, n_features: int, splits: dict[str, np.ndarray]) ->
     for name, X in splits.items():
         label, score, _ = scorer.run(X)
         out[name] = Scored(label, score)
+    return out
+
+
+class Refitter:
+    """A selected stage as it ships: its surrogate refit on train + validation (memoised per
+    candidate), its acceptor unchanged.  Selection, acceptors, the threshold grid and the
+    cascade's residual all use the train-split models and validation rows; the refit models
+    are what calibration certifies, the shadow gate tests and the bundle carries."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, X_check: np.ndarray, n_labels: int,
+                 size_budget_bytes: int, progress: Callable[[str], None]):
+        self._args = (X, y, X_check, n_labels, size_budget_bytes, progress)
+        self._done: dict[str, object] = {}
+
+    def __call__(self, stage: Stage) -> Stage:
+        name = stage.candidate.name
+        if name not in self._done:
+            self._done[name] = refit_candidate(stage.candidate, *self._args)
+        return Stage(self._done[name], stage.acceptor)
+
+
+def score_shipped(selected: Stage, shipped: Stage, n_features: int,
+                  splits: dict[str, np.ndarray]) -> dict[str, Scored]:
+    """Validation rows scored by the selected (train-split) stage, every other split by the
+    shipped one."""
+    val = {k: v for k, v in splits.items() if k == "validation"}
+    rest = {k: v for k, v in splits.items() if k != "validation"}
+    out = score_stage(selected, n_features, val) if selected is not shipped else {}
+    out.update(score_stage(shipped, n_features, rest if selected is not shipped else splits))
     return out
 
 
