@@ -144,6 +144,33 @@ def test_run_one_equals_run_row_by_row(banking, stages, taus, kinds, mode):
         assert abs(s1 - float(score[i])) <= SCORE_TOL and s1 == float(np.float32(s1))
 
 
+def test_cascade_runs_stage_two_only_for_what_stage_one_defers(banking, stages, taus,
+                                                                monkeypatch):
+    """The cascade's score is stage 1's wherever stage 1 clears tau (graph and fast path), so
+    ``run_one`` never evaluates stage 2 for those rows; elsewhere it is max(s1, s2)."""
+    import tracec_runtime.fastpath as fp
+    X = banking[0][:400]
+    pair, tau = [stages["lr"], stages["mlp256"]], taus["lr"]
+    graph = build_policy_graph(pair, n_features=X.shape[1], tau=tau, mode="cascade")
+    _, g_score, _ = GraphScorer(graph).run(X)
+    _, s1, _ = GraphScorer(build_policy_graph(pair[:1], n_features=X.shape[1], tau=tau,
+                                              mode="l2d")).run(X)
+    _, s2, _ = GraphScorer(build_policy_graph(pair[1:], n_features=X.shape[1], tau=tau,
+                                              mode="l2d")).run(X)
+    first = s1 >= np.float32(tau)
+    assert 0 < first.sum() < len(X)
+    np.testing.assert_array_equal(g_score[first], s1[first])
+    np.testing.assert_array_equal(g_score[~first], np.maximum(s1, s2)[~first])
+    fast = _fast(pair, "cascade", tau)
+    calls = []
+    real = fp._stage_one
+    monkeypatch.setattr(fp, "_stage_one", lambda st, x: calls.append(st) or real(st, x))
+    for x, f in zip(X, first):
+        calls.clear()
+        fast.run_one(x)
+        assert len(calls) == (1 if f else 2)
+
+
 OTHER_HEADS = {   # binary heads (one logistic output, or SGD's (-s, s) columns) and activations
     "binary lr": (lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)), 2),
     "binary sgd": (lambda: SGDClassifier(loss="log_loss", max_iter=30, random_state=0), 2),

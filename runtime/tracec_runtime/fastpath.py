@@ -190,7 +190,8 @@ class FastPath:
             label, score = outs[0]
         else:
             (y1, s1), (y2, s2) = outs
-            label, score = np.where(s1 >= self._tau, y1, y2), np.maximum(s1, s2)
+            first = s1 >= self._tau
+            label, score = np.where(first, y1, y2), np.where(first, s1, np.maximum(s1, s2))
         if self._mode == "global":
             handled = np.ones(n, dtype=bool)
         elif self._mode == "closed":
@@ -205,11 +206,9 @@ class FastPath:
             raise RouteInputError(_bad_input(x, f"float32 [{self._dim}]"))
         st = self._stages
         label, score = _stage_one(st[0], x)
-        if len(st) == 2:
+        if len(st) == 2 and score < self._tau_f:  # stage 2 only for what stage 1 defers
             y2, s2 = _stage_one(st[1], x)
-            if score < self._tau_f:
-                label = y2
-            score = max(score, s2)
+            label, score = y2, max(score, s2)
         mode = self._mode
         handled = True if mode == "global" else (False if mode == "closed"
                                                  else score >= self._tau_f)

@@ -94,7 +94,8 @@ def policy_graph(stages: Sequence[LinearStage], tau: str, mode: str) -> bytes:
         (y1, s1), (y2, s2) = heads
         nodes += [n("GreaterOrEqual", [s1, "tau"], ["s1_handled"]),
                   n("Where", ["s1_handled", y1, y2], ["cascade_label"]),
-                  n("Max", [s1, s2], ["cascade_score"])]
+                  n("Max", [s1, s2], ["either_score"]),
+                  n("Where", ["s1_handled", s1, "either_score"], ["cascade_score"])]
         label, score = "cascade_label", "cascade_score"
     nodes += [n("Identity", [label], ["label"]), n("Identity", [score], ["score"])]
     if mode in ("global", "closed"):

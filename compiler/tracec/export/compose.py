@@ -4,7 +4,9 @@ Input ``embedding`` float32 ``[N, D]``; outputs ``label`` int64 ``[N]``,
 ``score`` float32 ``[N]``, ``handled`` bool ``[N]`` (docs/bundle-format.md).
 Each stage is exported by ``tracec.export.convert`` under its own prefix
 (``s1_``, ``s2_``); the acceptor (features, MatMul, Add, Sigmoid) and the
-routing (GreaterOrEqual, Max, Where) are plain ONNX nodes.  The bytes are a
+routing (GreaterOrEqual, Max, Where) are plain ONNX nodes.  A cascade's score is
+stage 1's when stage 1 clears tau (stage 2 then decides nothing, and the runtime
+need not evaluate it), otherwise the larger of the two.  The bytes are a
 function of the inputs only.
 """
 
@@ -121,7 +123,9 @@ def _route(mode: str, heads: list[tuple[str, str]], nodes: list) -> None:
         (y1, s1), (y2, s2) = heads
         nodes += [n("GreaterOrEqual", [s1, "tau"], ["s1_handled"], name="s1_handled"),
                   n("Where", ["s1_handled", y1, y2], ["cascade_label"], name="cascade_label"),
-                  n("Max", [s1, s2], ["cascade_score"], name="cascade_score")]
+                  n("Max", [s1, s2], ["either_score"], name="either_score"),
+                  n("Where", ["s1_handled", s1, "either_score"], ["cascade_score"],
+                    name="cascade_score")]
         label, score = "cascade_label", "cascade_score"
     nodes += [n("Identity", [label], ["label"], name="label"),
               n("Identity", [score], ["score"], name="score")]

@@ -36,7 +36,7 @@ def policy_numpy(stages: Sequence[StageGraphSpec], X: np.ndarray, tau: float,
         label, score = outs[0][1], outs[0][2]
     else:
         (_, y1, s1), (_, y2, s2) = outs
-        label, score = np.where(s1 >= t, y1, y2), np.maximum(s1, s2)
+        label, score = np.where(s1 >= t, y1, y2), np.where(s1 >= t, s1, np.maximum(s1, s2))
     if mode == "global":
         handled = np.ones(len(label), dtype=bool)
     elif mode == "closed":
