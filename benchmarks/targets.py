@@ -25,7 +25,9 @@ def alpha_check(c: dict, t: dict | None, alpha: float) -> tuple[bool | None, str
     cov, ta, oracle = _num(c["coverage"]), _num(c.get("teacher_agreement")), _num(c.get("oracle_limit"))
     fails = []
     if t is not None and "coverage" in t and cov < _num(t["coverage"]):
-        fails.append(f"coverage {cov:.3f} < TRACER {_num(t['coverage']):.3f}")
+        t_ta = _num(t.get("teacher_agreement"))
+        fails.append(f"coverage {cov:.3f} < TRACER {_num(t['coverage']):.3f}"
+                     + (f" (whose TA {t_ta:.3f} < {alpha:g})" if t_ta < alpha else ""))
     if not math.isnan(ta) and ta < alpha:
         fails.append(f"TA {ta:.3f} < {alpha:g}")
     if not math.isnan(oracle) and oracle < 1 and cov < 0.9 * oracle:
@@ -33,9 +35,31 @@ def alpha_check(c: dict, t: dict | None, alpha: float) -> tuple[bool | None, str
     return not fails, "; ".join(fails)
 
 
+def refusal_row(name: str, task: dict, alphas) -> TargetRow:
+    """A negative control: the right answer is refusing (nothing handled); 0.9 x oracle does not
+    apply.  TRACER's coverage and TA are shown beside it."""
+    gates, notes = [], []
+    for alpha in alphas:
+        key = format(float(alpha), "g")
+        c = task["tracec"]["alphas"].get(key, {})
+        gates.append(c.get("gate"))
+        t = (task["tracer"].get("alphas", {}) if isinstance(task["tracer"], dict) else {}).get(key)
+        if t and "coverage" in t:
+            notes.append(f"TRACER at {key}: coverage {_num(t['coverage']):.3f}, "
+                         f"TA {_num(t.get('teacher_agreement')):.3f}")
+    refused = sum(g == "closed" for g in gates)
+    met = None if None in gates else refused == len(gates)
+    text = f"tracec refused at {refused}/{len(gates)} alphas" + (f" ({'; '.join(notes)})" if notes else "")
+    return TargetRow(f"{name} (negative control): the gate refuses (0.9 x oracle does not apply)",
+                     text, met)
+
+
 def quality_rows(quality: dict) -> list[TargetRow]:
     rows = []
     for name, task in quality["tasks"].items():
+        if task.get("kind") == "negative control":
+            rows.append(refusal_row(name, task, quality["alphas"]))
+            continue
         verdicts, notes = [], []
         for alpha in quality["alphas"]:
             key = format(float(alpha), "g")

@@ -174,6 +174,26 @@ def test_targets_verdicts_follow_the_numbers():
     assert speed.met is True and "20.0x" in speed.measured
 
 
+def test_a_negative_control_is_met_only_by_refusing():
+    def with_gate(gate):
+        res = small_results()
+        task = res["quality"]["tasks"]["t1"]
+        task["kind"] = "negative control"
+        task["tracec"]["alphas"]["0.9"]["gate"] = gate
+        return targets.quality_rows(res["quality"])[0]
+    refused, opened = with_gate("closed"), with_gate("open")
+    assert refused.met is True and "refused at 1/1" in refused.measured
+    assert "TRACER at 0.9: coverage 0.700, TA 0.910" in refused.measured
+    assert opened.met is False and "refused at 0/1" in opened.measured
+
+
+def test_tracer_coverage_below_alpha_is_flagged():
+    res = small_results(tracec_cov=0.6)
+    res["quality"]["tasks"]["t1"]["tracer"]["alphas"]["0.9"]["teacher_agreement"] = 0.85
+    row = targets.quality_rows(res["quality"])[0]
+    assert row.met is False and "(whose TA 0.850 < 0.9)" in row.measured
+
+
 def test_alpha_check_is_vacuous_on_ta_when_nothing_is_handled():
     ok, why = targets.alpha_check({"coverage": 0.0, "teacher_agreement": None, "oracle_limit": 1.0},
                                   {"coverage": 0.0}, 0.9)
