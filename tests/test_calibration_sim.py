@@ -16,6 +16,7 @@ from tracec.calibration import (binom_sf_pvalue, certify_threshold, cp_lower, cp
                                 fixed_sequence, max_certifiable_alpha, step_counts,
                                 threshold_grid)
 from tracec.errors import ParameterError
+from tracec.planning import planned_coverage, planned_start, predicted_lower
 
 # ---------------------------------------------------------------- exact binomial tools
 
@@ -233,6 +234,73 @@ def test_fixed_sequence_guarantee_holds_where_the_naive_sweep_fails():
 @pytest.mark.slow
 def test_fixed_sequence_guarantee_large_simulation():
     print(_check_guarantee(reps=20000, seed=7))
+
+
+# ---------------------------------------------------------------- planned start and family choice
+#
+# Two families (independent score functions, same world).  tracec plans on a labelled
+# validation split: the walk starts at the step with the highest predicted bound, and only the
+# family with the highest predicted coverage is certified, at the full delta.  The trap does the
+# same planning on the calibration split itself.
+
+
+def _counts(s: np.ndarray, agree: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    handled = s.astype(np.float32)[None, :] >= grid[:, None]
+    return handled.sum(1), (handled & agree[None, :]).sum(1)
+
+
+def _plan(grid, s, agree, n_cal):
+    nh, na = _counts(s, agree, grid)
+    lower = predicted_lower(nh, na, len(s), n_cal, DELTA)
+    return planned_start(lower), planned_coverage(lower, nh, len(s), ALPHA)
+
+
+def _simulate_planned(world: World, reps: int, seed: int, n: int = 1500):
+    rng = np.random.default_rng(seed)
+    bad = bad_trap = promoted = 0
+    for _ in range(reps):
+        grid = threshold_grid(rng.random(n), n, min_accept=2 * 22)
+        draws = []
+        for _family in range(2):
+            s_val, s_cal = rng.random(n), rng.random(n)
+            draws.append((s_val, rng.random(n) < world.g(s_val), s_cal, rng.random(n) < world.g(s_cal)))
+        for trap in (False, True):
+            plans = [_plan(grid, *(d[2:] if trap else d[:2]), n) for d in draws]
+            f = int(np.argmax([cov for _, cov in plans]))
+            start = plans[f][0]
+            nh, na = _counts(draws[f][2], draws[f][3], grid[start:])
+            cert = fixed_sequence(nh, na, n, grid[start:], ALPHA, DELTA)
+            if cert.passed:
+                promoted += not trap
+                violated = world.ta(cert.tau) < ALPHA
+                bad_trap += trap and violated
+                bad += (not trap) and violated
+    return bad / reps, bad_trap / reps, promoted / reps
+
+
+def test_planning_on_validation_keeps_the_guarantee_planning_on_calibration_breaks_it():
+    reps = 1000
+    tol = _tolerance(DELTA, reps)
+    for world in (SMOOTH, EDGE, FLAT):
+        fst, trap, promoted = _simulate_planned(world, reps, seed=8)
+        assert fst <= DELTA + tol, (world.name, fst)
+        if world is not SMOOTH:  # a wide band just below alpha: choosing on calibration cheats
+            assert trap > DELTA + tol, (world.name, trap)
+        if world is SMOOTH:
+            assert promoted >= 0.9, promoted
+
+
+def test_planned_start_skips_a_strict_step_that_validation_predicts_will_fail():
+    # validation: the strictest step has 3 disagreements in 60 rows, the next ones are clean
+    nh = np.array([60, 200, 400, 800])
+    na = np.array([57, 197, 394, 740])
+    lower = predicted_lower(nh, na, 1000, 1000, 0.05)
+    assert planned_start(lower) == 2 and lower[2] == max(lower)
+    assert lower[0] == pytest.approx(cp_lower(57, 60, 0.05), abs=1e-9)
+    assert planned_coverage(lower, nh, 1000, 0.95) == 0.4   # steps 2 passes, step 3 does not
+    assert planned_coverage(lower, nh, 1000, 0.99) == 0.0   # even the best step fails
+    # scaled to a calibration split half the size, the bounds widen
+    assert np.all(predicted_lower(nh, na, 1000, 500, 0.05)[1:] < lower[1:])
 
 
 # ---------------------------------------------------------------- oracle: MAPIE's Learn-then-Test

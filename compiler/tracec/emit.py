@@ -126,7 +126,7 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
     if chosen.winner is None:
         for r in chosen.results:
             first = r.certification.steps[0] if r.certification.steps else None
-            detail = (f": at the strictest step ({first.n_handled} calibration rows) TA was "
+            detail = (f": at the first step tested ({first.n_handled} calibration rows) TA was "
                       f"{first.ta:.3f} (p = {first.p_value:.3g} > delta {chosen.delta_per_family:g})"
                       if first else "")
             reasons.append(f"{r.family}: no threshold certified TA >= {chosen.alpha:g}{detail}")

@@ -15,8 +15,8 @@ import numpy as np
 
 from tracec.calibration import fixed_sequence, max_certifiable_alpha, threshold_grid
 from tracec.manifest import dec
-from tracec.policy import (FamilyResult, Scored, Stage, best_family, certify_cascade, certify_l2d,
-                           is_accept_all, make_residual, score_shipped)
+from tracec.policy import (FamilyResult, Scored, Stage, best_family, cascade_decide, certify_plan,
+                           is_accept_all, l2d_decide, make_residual, plan_family, score_shipped)
 
 
 @dataclass(frozen=True)
@@ -47,34 +47,45 @@ class AlphaResult:
     full_coverage_ta: float
     oracle_limit: float
     delta_per_family: float
+    planned: dict = None               # family -> predicted coverage on validation
 
 
 def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
-    y_cal = ctx.y["calibration"]
+    """Plan every family on validation, certify the most promising one on calibration."""
+    y_cal, y_val = ctx.y["calibration"], ctx.y["validation"]
     primary = ctx.ship(ctx.primary)
     residual, residual_scores = None, None
     if "cascade" in ctx.families:
         selected = make_residual(ctx.pool, ctx.primary, ctx.scored["validation"], ctx.X["validation"],
-                                 ctx.y["validation"], alpha, ctx.seed, ctx.size_budget_bytes)
+                                 y_val, alpha, ctx.seed, ctx.size_budget_bytes)
         if selected is not None:
             residual = ctx.ship(selected)
             residual_scores = score_shipped(selected, residual, ctx.n_features, ctx.X)
-    single = any(f in ctx.families for f in ("global", "l2d"))
-    n_sequences = int(single) + int(residual is not None)
-    delta_f = ctx.delta / max(n_sequences, 1)
-    min_accept = first_step_size(ctx.min_accept, alpha, delta_f)
-    results = []
-    if single:
-        cert, grid_size = _certify_single(ctx, alpha, delta_f, min_accept)
-        family = "global" if is_accept_all(cert, grid_size) else "l2d"
-        results.append(FamilyResult(family, (primary,), cert, grid_size))
+    min_accept = first_step_size(ctx.min_accept, alpha, ctx.delta)
+    plans = []
+    if "l2d" in ctx.families:
+        plans.append(plan_family("l2d", (primary,), [ctx.scored["validation"]], y_val, len(y_cal),
+                                 alpha, ctx.delta, min_accept))
     if residual is not None:
-        cert, grid_size = certify_cascade(ctx.scored["validation"], residual_scores["validation"],
-                                          ctx.scored["calibration"], residual_scores["calibration"],
-                                          y_cal, alpha, delta_f, min_accept)
-        results.append(FamilyResult("cascade", (primary, residual), cert, grid_size))
+        plans.append(plan_family("cascade", (primary, residual),
+                                 [ctx.scored["validation"], residual_scores["validation"]],
+                                 y_val, len(y_cal), alpha, ctx.delta, min_accept))
+    results = []
+    if plans:  # ties go to the simpler family (listed first)
+        plan = max(plans, key=lambda pl: pl.coverage)
+        cal = ([ctx.scored["calibration"]] if plan.family == "l2d"
+               else [ctx.scored["calibration"], residual_scores["calibration"]])
+        decide = l2d_decide(cal[0]) if len(cal) == 1 else cascade_decide(*cal)
+        cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta)
+        family = "global" if plan.family == "l2d" and is_accept_all(cert, grid_size) else plan.family
+        results.append(FamilyResult(family, plan.stages, cert, grid_size))
+    elif "global" in ctx.families:  # global alone: the single accept-all hypothesis
+        results.append(_certify_global(ctx, primary, alpha, min_accept))
     full_ta = float(np.mean(ctx.scored["calibration"].label == y_cal))
     winner = best_family(results)
+    for pl in plans:
+        ctx.progress(f"  alpha={alpha:g} {pl.family:<8} planned coverage {pl.coverage:.3f} "
+                     f"(validation)")
     for r in results:
         chosen = r.certification.chosen
         ctx.progress(f"  alpha={alpha:g} {r.family:<8} "
@@ -82,7 +93,8 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
                         f"{chosen.ta_lower:.3f}, tau {chosen.tau:.4g})" if r.certification.passed
                         else "not certified"))
     return AlphaResult(alpha, tuple(results), winner, residual_scores, full_ta,
-                       min(1.0, full_ta / alpha), delta_f)
+                       min(1.0, full_ta / alpha), ctx.delta,
+                       {pl.family: pl.coverage for pl in plans})
 
 
 def first_step_size(min_accept: int, alpha: float, delta_f: float) -> int:
@@ -94,14 +106,12 @@ def first_step_size(min_accept: int, alpha: float, delta_f: float) -> int:
     return max(min_accept, 2 * need)
 
 
-def _certify_single(ctx: Context, alpha: float, delta_f: float, min_accept: int):
+def _certify_global(ctx: Context, primary: Stage, alpha: float, min_accept: int) -> FamilyResult:
     y_cal = ctx.y["calibration"]
-    if "l2d" not in ctx.families:  # global alone: the single accept-all hypothesis
-        agree = int(np.sum(ctx.scored["calibration"].label == y_cal))
-        loosest = threshold_grid(ctx.scored["validation"].score, len(y_cal), min_accept)[-1:]
-        return fixed_sequence([len(y_cal)], [agree], len(y_cal), loosest, alpha, delta_f), 1
-    return certify_l2d(ctx.scored["validation"], ctx.scored["calibration"], y_cal, alpha, delta_f,
-                       min_accept)
+    agree = int(np.sum(ctx.scored["calibration"].label == y_cal))
+    loosest = threshold_grid(ctx.scored["validation"].score, len(y_cal), min_accept)[-1:]
+    cert = fixed_sequence([len(y_cal)], [agree], len(y_cal), loosest, alpha, ctx.delta)
+    return FamilyResult("global", (primary,), cert, 1)
 
 
 def highest_passing_alpha(ctx: Context, delta_f: float) -> Optional[float]:
@@ -112,7 +122,8 @@ def highest_passing_alpha(ctx: Context, delta_f: float) -> Optional[float]:
 
 
 def frontier_document(results: Sequence[AlphaResult]) -> dict:
-    """frontier.json: every alpha and every family (decimals as strings)."""
+    """frontier.json: every alpha, the family certified and every family's planned coverage on
+    validation (decimals as strings)."""
     alphas = []
     for ar in results:
         fams = []
@@ -128,6 +139,7 @@ def frontier_document(results: Sequence[AlphaResult]) -> dict:
             })
         alphas.append({"alpha": dec(ar.alpha), "delta_per_family": dec(ar.delta_per_family),
                        "families": fams, "chosen": ar.winner.family if ar.winner else None,
+                       "planned_coverage": {f: dec(c) for f, c in sorted((ar.planned or {}).items())},
                        "full_coverage_ta": dec(ar.full_coverage_ta),
                        "oracle_limit": dec(ar.oracle_limit)})
     return {"artifact": "frontier", "version": "1", "split": "calibration", "alphas": alphas}

@@ -14,7 +14,8 @@ Families (all certified by fixed-sequence testing, ``tracec.calibration``):
   alpha), with its own acceptor fit on that residual.  Handled when either
   score >= tau, answered by stage 1 when it clears tau, else by stage 2.
 
-Each family gets delta / (number of families tested) (Bonferroni).
+Each family's sequence is planned on validation rows (``plan_family``); only the
+family with the highest predicted coverage is certified, at the full delta.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tracec.acceptor import Acceptor, fit_acceptor
 from tracec.calibration import Certification, fixed_sequence, threshold_grid
 from tracec.candidates import refit_candidate
 from tracec.export import StageGraphSpec, build_policy_graph
+from tracec.planning import planned_coverage, planned_start, predicted_lower
 from tracec.scoring import GraphScorer
 
 
@@ -111,18 +113,6 @@ def make_primary(candidate, X_val: np.ndarray, y_val: np.ndarray, seed: int) -> 
     return Stage(candidate, fit_acceptor(probs, pred == y_val, seed))
 
 
-def certify_l2d(primary_val: Scored, primary_cal: Scored, y_cal: np.ndarray, alpha: float,
-                delta: float, min_accept: int) -> tuple[Certification, int]:
-    grid = threshold_grid(primary_val.score, len(y_cal), min_accept=min_accept)
-    n_handled, n_agree = [], []
-    agree = primary_cal.label == y_cal
-    for tau in grid:
-        handled = primary_cal.score >= tau
-        n_handled.append(int(handled.sum()))
-        n_agree.append(int((handled & agree).sum()))
-    return fixed_sequence(n_handled, n_agree, len(y_cal), grid, alpha, delta), len(grid)
-
-
 def residual_cut(primary_val: Scored, y_val: np.ndarray, alpha: float) -> float:
     """Lowest score above which stage 1's validation agreement (point estimate) is >= alpha."""
     order = np.argsort(-primary_val.score, kind="stable")
@@ -167,16 +157,51 @@ def cascade_decisions(s1: Scored, s2: Scored, tau: float) -> tuple[np.ndarray, n
     return np.where(h1, s1.label, s2.label), handled
 
 
-def certify_cascade(s1_val: Scored, s2_val: Scored, s1_cal: Scored, s2_cal: Scored,
-                    y_cal: np.ndarray, alpha: float, delta: float,
-                    min_accept: int) -> tuple[Certification, int]:
-    grid = threshold_grid(np.maximum(s1_val.score, s2_val.score), len(y_cal), min_accept=min_accept)
-    n_handled, n_agree = [], []
+@dataclass(frozen=True)
+class Plan:
+    """One family's fixed sequence, planned on validation rows (``tracec.planning``)."""
+
+    family: str              # l2d | cascade
+    stages: tuple            # the selected (train-split) stages
+    grid: np.ndarray         # thresholds from the planned start on, strict -> loose
+    coverage: float          # predicted share handled by the last promoted step
+
+
+def l2d_decide(s: Scored) -> Callable:
+    return lambda tau: (s.score >= np.float32(tau), s.label)
+
+
+def cascade_decide(s1: Scored, s2: Scored) -> Callable:
+    return lambda tau: cascade_decisions(s1, s2, tau)[::-1]
+
+
+def _counts(grid: np.ndarray, decide: Callable, y: np.ndarray) -> tuple[list[int], list[int]]:
+    """Per threshold, rows handled and rows handled in agreement with ``y``."""
+    nh, na = [], []
     for tau in grid:
-        label, handled = cascade_decisions(s1_cal, s2_cal, tau)
-        n_handled.append(int(handled.sum()))
-        n_agree.append(int((handled & (label == y_cal)).sum()))
-    return fixed_sequence(n_handled, n_agree, len(y_cal), grid, alpha, delta), len(grid)
+        handled, label = decide(tau)
+        nh.append(int(handled.sum()))
+        na.append(int((handled & (label == y)).sum()))
+    return nh, na
+
+
+def plan_family(family: str, stages: tuple, val: Sequence[Scored], y_val: np.ndarray,
+                n_cal: int, alpha: float, delta: float, min_accept: int) -> Plan:
+    """Grid from the validation scores (max over stages), started where the predicted bound
+    is highest; the predicted coverage ranks the families."""
+    grid = threshold_grid(np.maximum.reduce([v.score for v in val]), n_cal, min_accept=min_accept)
+    decide = l2d_decide(val[0]) if len(val) == 1 else cascade_decide(*val)
+    nh, na = _counts(grid, decide, y_val)
+    lower = predicted_lower(np.array(nh), np.array(na), len(y_val), n_cal, delta)
+    return Plan(family, stages, grid[planned_start(lower):],
+                planned_coverage(lower, np.array(nh), len(y_val), alpha))
+
+
+def certify_plan(plan: Plan, decide_cal: Callable, y_cal: np.ndarray, alpha: float,
+                 delta: float) -> tuple[Certification, int]:
+    """Fixed-sequence certification of the planned grid on the calibration rows."""
+    nh, na = _counts(plan.grid, decide_cal, y_cal)
+    return fixed_sequence(nh, na, len(y_cal), plan.grid, alpha, delta), len(plan.grid)
 
 
 def is_accept_all(cert: Certification, grid_size: int) -> bool:
