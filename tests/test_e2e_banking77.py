@@ -82,3 +82,27 @@ def test_runtime_matches_manifest_numbers(bundle, keys):
     splits = split_rows(len(X), m["seed"], tuple(float(f) for f in m["config"]["fractions"].split(",")))
     batch = router.route_batch(X[splits.shadow])
     assert int(np.sum(batch.handled)) == m["shadow"]["n_handled"]
+
+
+def test_a_cascade_compiles_certifies_and_routes_as_recorded(tmp_path, keys):
+    """--families cascade: the planned cascade is certified; its residual stage is refit and
+    shipped; the runtime reproduces the manifest's shadow numbers from the signed bundle."""
+    out = tmp_path / "cascade"
+    proc = run_tracec("compile", data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
+                      "--embeddings", data_path("banking77", "train.minilm-l6-v2.f16.npy"),
+                      "--alpha", "0.9", "--families", "cascade", "--signing-key", keys[0],
+                      "--out", out, "--json", check_code=0)
+    m = json.loads(proc.stdout)["manifest"]
+    assert m["policy"]["family"] == "cascade" and "+" in m["policy"]["model_name"]
+    assert m["certificate"]["families_tested"] == 1 and m["certificate"]["delta_per_family"] == "0.05"
+    assert proc.stderr.count("refit on 7,003 rows") == 2      # stage 1 and the chosen stage 2
+    frontier = read_json(out / "frontier.json")["alphas"][0]
+    assert list(frontier["planned_coverage"]) == ["cascade"] and frontier["chosen"] == "cascade"
+    router = Router.load(out, public_key=keys[1])
+    X = np.load(data_path("banking77", "train.minilm-l6-v2.f16.npy")).astype(np.float32)
+    from tracec.splits import split_rows
+    splits = split_rows(len(X), m["seed"], tuple(float(f) for f in m["config"]["fractions"].split(",")))
+    batch = router.route_batch(X[splits.shadow])
+    assert int(np.sum(batch.handled)) == m["shadow"]["n_handled"]
+    one = [router.route(x) for x in X[splits.shadow][:300]]
+    assert [d.handled for d in one] == list(np.asarray(batch.handled)[:300])

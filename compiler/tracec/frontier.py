@@ -16,7 +16,7 @@ import numpy as np
 from tracec.calibration import fixed_sequence, max_certifiable_alpha, threshold_grid
 from tracec.manifest import dec
 from tracec.policy import (FamilyResult, Scored, Stage, best_family, cascade_decide, certify_plan,
-                           is_accept_all, l2d_decide, make_residual, plan_family, score_shipped)
+                           is_accept_all, l2d_decide, make_residual, plan_family, score_stage)
 
 
 @dataclass(frozen=True)
@@ -54,31 +54,34 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
     """Plan every family on validation, certify the most promising one on calibration."""
     y_cal, y_val = ctx.y["calibration"], ctx.y["validation"]
     primary = ctx.ship(ctx.primary)
-    residual, residual_scores = None, None
+    selected, selected_val, residual_scores = None, None, None
     if "cascade" in ctx.families:
         selected = make_residual(ctx.pool, ctx.primary, ctx.scored["validation"], ctx.X["validation"],
                                  y_val, alpha, ctx.seed, ctx.size_budget_bytes)
         if selected is not None:
-            residual = ctx.ship(selected)
-            residual_scores = score_shipped(selected, residual, ctx.n_features, ctx.X)
+            selected_val = score_stage(selected, ctx.n_features, {"validation": ctx.X["validation"]})
     min_accept = first_step_size(ctx.min_accept, alpha, ctx.delta)
     plans = []
     if "l2d" in ctx.families:
         plans.append(plan_family("l2d", (primary,), [ctx.scored["validation"]], y_val, len(y_cal),
                                  alpha, ctx.delta, min_accept))
-    if residual is not None:
-        plans.append(plan_family("cascade", (primary, residual),
-                                 [ctx.scored["validation"], residual_scores["validation"]],
+    if selected is not None:
+        plans.append(plan_family("cascade", (primary, selected),
+                                 [ctx.scored["validation"], selected_val["validation"]],
                                  y_val, len(y_cal), alpha, ctx.delta, min_accept))
     results = []
     if plans:  # ties go to the simpler family (listed first)
         plan = max(plans, key=lambda pl: pl.coverage)
-        cal = ([ctx.scored["calibration"]] if plan.family == "l2d"
-               else [ctx.scored["calibration"], residual_scores["calibration"]])
+        stages, cal = plan.stages, [ctx.scored["calibration"]]
+        if plan.family == "cascade":  # only a chosen residual stage is refit and scored
+            residual = ctx.ship(selected)
+            residual_scores = {**selected_val, **score_stage(
+                residual, ctx.n_features, {k: v for k, v in ctx.X.items() if k != "validation"})}
+            stages, cal = (primary, residual), cal + [residual_scores["calibration"]]
         decide = l2d_decide(cal[0]) if len(cal) == 1 else cascade_decide(*cal)
         cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta)
         family = "global" if plan.family == "l2d" and is_accept_all(cert, grid_size) else plan.family
-        results.append(FamilyResult(family, plan.stages, cert, grid_size))
+        results.append(FamilyResult(family, stages, cert, grid_size))
     elif "global" in ctx.families:  # global alone: the single accept-all hypothesis
         results.append(_certify_global(ctx, primary, alpha, min_accept))
     full_ta = float(np.mean(ctx.scored["calibration"].label == y_cal))
