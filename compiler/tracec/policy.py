@@ -162,7 +162,7 @@ class Plan:
     """One family's fixed sequence, planned on validation rows (``tracec.planning``)."""
 
     family: str              # l2d | cascade
-    stages: tuple            # the selected (train-split) stages
+    stages: tuple            # as planned: shipped stage 1; a cascade's stage 2 not yet refit
     grid: np.ndarray         # thresholds from the planned start on, strict -> loose
     coverage: float          # predicted share handled by the last promoted step
 
