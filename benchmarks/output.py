@@ -77,3 +77,15 @@ def finish(results: dict, out: Path, doc: Path, img: Path) -> list[Path]:
     doc.write_text(report.render(clean(results), rel), encoding="utf-8")
     written.append(doc)
     return written
+
+
+def load(out: Path) -> dict:
+    """The results a run wrote into ``out`` (for re-rendering the report without re-running)."""
+    results = {}
+    for name in SECTIONS:
+        path = out / f"{name}.json"
+        if path.is_file():
+            results[name] = json.loads(path.read_text())
+    if "meta" not in results:
+        raise FileNotFoundError(f"{out / 'meta.json'}: expected the results of a benchmark run")
+    return results

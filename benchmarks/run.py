@@ -23,7 +23,7 @@ from benchmarks import flywheel, quality, runtime_bench, tracec_adapter, tracer_
 from benchmarks.context import Context
 from benchmarks.data import TASKS, load_task
 from benchmarks.errors import BenchDataError
-from benchmarks.output import finish, machine_info, versions
+from benchmarks.output import finish, load, machine_info, versions
 from benchmarks.scheduler import Scheduler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=None, help="Markdown report path")
     p.add_argument("--img", type=Path, default=None, help="figures directory")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary work directory")
+    p.add_argument("--render-only", action="store_true",
+                   help="rewrite targets.json, figures and the report from the results already in "
+                        "the results directory; run nothing")
     return p.parse_args(argv)
 
 
@@ -66,6 +69,10 @@ def main(argv=None) -> int:
     doc = args.doc or (out / "benchmarks.md" if quick else REPO / "docs" / "benchmarks.md")
     img = args.img or (out if quick else REPO / "docs" / "img")
     alphas = (0.90,) if quick else ALPHAS
+    if args.render_only:
+        written = finish(load(out), out, doc, img)
+        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+        return 0
     data_root = args.data.resolve()
     if not data_root.is_dir():
         raise BenchDataError(str(data_root), "expected the shared data directory (see --data)")

@@ -54,6 +54,29 @@ def refusal_row(name: str, task: dict, alphas) -> TargetRow:
                      text, met)
 
 
+def oracle_gaps(quality: dict) -> list[str]:
+    """One line per (task, alpha) where tracec misses 0.9 x the oracle limit, with the hindsight
+    baseline beside it: when a threshold chosen on the test set itself also misses, no
+    confidence threshold on this surrogate reaches the target, and the gap is the surrogate's
+    (its errors are not separable from its confidence), not the calibration's."""
+    lines = []
+    for name, task in quality["tasks"].items():
+        if task.get("kind") == "negative control":
+            continue
+        base = (task.get("baseline") or {}).get("alphas", {}) if isinstance(task.get("baseline"), dict) else {}
+        for alpha in quality["alphas"]:
+            key = format(float(alpha), "g")
+            c = task["tracec"]["alphas"].get(key, {})
+            cov, oracle = _num(c.get("coverage")), _num(c.get("oracle_limit"))
+            if math.isnan(cov) or math.isnan(oracle) or oracle >= 1 or cov >= 0.9 * oracle:
+                continue
+            b = _num((base.get(key) or {}).get("coverage"))
+            verdict = ("also below" if b < 0.9 * oracle else "reaches it") if not math.isnan(b) else "n/a"
+            lines.append(f"{name} at alpha {key}: tracec {cov:.1%} vs 0.9 x oracle {0.9 * oracle:.1%}; "
+                         f"hindsight baseline {b:.1%} ({verdict})")
+    return lines
+
+
 def quality_rows(quality: dict) -> list[TargetRow]:
     rows = []
     for name, task in quality["tasks"].items():

@@ -267,3 +267,12 @@ def test_quality_row_is_not_met_without_tracer_and_fails_on_other_criteria():
     assert row.met is None and "TRACER not measured" in row.measured
     res["quality"]["tasks"]["t1"]["tracec"]["alphas"]["0.9"]["teacher_agreement"] = 0.5
     assert targets.quality_rows(res["quality"])[0].met is False
+
+
+def test_oracle_gaps_put_the_hindsight_baseline_beside_each_miss():
+    res = small_results(tracec_cov=0.75, tracer_cov=0.5)  # 0.75 < 0.9 x 0.85; baseline 0.75
+    gaps = targets.oracle_gaps(res["quality"])
+    assert gaps == ["t1 at alpha 0.9: tracec 75.0% vs 0.9 x oracle 76.5%; hindsight baseline "
+                    "75.0% (also below)"]
+    assert targets.oracle_gaps(small_results()["quality"]) == []
+    assert "hindsight baseline 75.0% (also below)" in report.render(res, [])
