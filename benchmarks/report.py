@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from benchmarks.targets import all_rows, oracle_gaps
+from benchmarks.validity import clear_violations
 
 
 def pct(x) -> str:
@@ -144,12 +145,20 @@ def validity_section(v: dict | None) -> list[str]:
             if not s.get("runs"):
                 rows.append([key, system, "0", "–", "–", "–", "–", "–"])
                 continue
+            clear = clear_violations(s.get("per_run", []), float(key), v["n_test"])
             rows.append([key, system, str(s["runs"]), f"{s['violations']}",
-                         num(s["violation_share"], 3), num(s["violation_upper_95"], 3),
+                         num(s["violation_share"], 3), num(s["violation_upper_95"], 3), str(clear),
                          pct(s["mean_coverage"]), pct(s["min_ta"])])
-    out += table(["alpha", "system", "runs", "violations", "share", "95% upper bound", "mean coverage",
-                  "min TA"], rows)
-    return out + [""]
+    out += table(["alpha", "system", "runs", "violations", "share", "95% upper bound",
+                  "clear violations", "mean coverage", "min TA"], rows)
+    return out + ["", "A violation is any test TA below alpha. A *clear* violation is one beyond "
+                  "test-sample noise: the test TA's one-sided 95% Clopper-Pearson upper bound is "
+                  "below alpha too. tracec certifies the TA of the traffic distribution (what an "
+                  "unbounded stream of requests would see); maximising coverage puts that TA just "
+                  "above alpha, so a 3,080-row test set (about 2,000-2,700 handled rows, a standard "
+                  "error near 0.6 points at alpha 0.9) reads it below alpha in a share of runs "
+                  "even when the guarantee holds. The simulation in tests/test_calibration_sim.py "
+                  "measures the guarantee itself, on the true TA.", ""]
 
 
 def flywheel_section(f: dict | None) -> list[str]:

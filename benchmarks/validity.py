@@ -69,6 +69,22 @@ def upper_bound(k: int, n: int, level: float = 0.95) -> float:
     return 1.0 if k == n else float(beta_dist.ppf(level, k + 1, n - k))
 
 
+def clear_violations(runs: list[dict], alpha: float, n_test: int, level: float = 0.95) -> int:
+    """Runs whose test TA is below alpha beyond test-sample noise: the one-sided ``level``
+    Clopper-Pearson upper bound of the test TA (n = coverage x n_test handled rows) is < alpha.
+    The plain share also counts policies whose true TA clears alpha but whose ~2,500 handled
+    test rows happened to fall just below it."""
+    count = 0
+    for r in runs:
+        ta = r.get("teacher_agreement")
+        if ta is None or math.isnan(ta) or ta >= alpha:
+            continue
+        n = int(round(r["coverage"] * n_test))
+        k = int(round(ta * n))
+        count += n > 0 and upper_bound(k, n, level) < alpha
+    return count
+
+
 def _summary(runs: list[dict], alpha: float) -> dict:
     tas = [r["teacher_agreement"] for r in runs]
     k = sum(1 for t in tas if t is not None and not math.isnan(t) and t < alpha)

@@ -276,3 +276,13 @@ def test_oracle_gaps_put_the_hindsight_baseline_beside_each_miss():
                     "75.0% (also below)"]
     assert targets.oracle_gaps(small_results()["quality"]) == []
     assert "hindsight baseline 75.0% (also below)" in report.render(res, [])
+
+
+def test_clear_violations_separate_test_noise_from_real_misses():
+    from benchmarks.validity import clear_violations
+    runs = [{"coverage": 0.8, "teacher_agreement": 0.895},   # 2,464 rows, 0.5 pt below: noise
+            {"coverage": 0.8, "teacher_agreement": 0.85},    # 5 pt below: clear
+            {"coverage": 0.8, "teacher_agreement": 0.93},    # not a violation
+            {"coverage": 0.0, "teacher_agreement": None}]    # handles nothing
+    assert clear_violations(runs, 0.9, 3080) == 1
+    assert clear_violations(runs[:1], 0.9, 30) == 0        # 24 rows: nothing is clear
