@@ -95,3 +95,17 @@ def test_route_json_is_one_document(small, tmp_path):
     handled = [d for d in doc["decisions"] if d["handled"]]
     assert all(d["label"] == d["surrogate_label"] for d in handled)
     assert all(d["label"] is None for d in doc["decisions"] if not d["handled"])
+
+
+def test_a_cascade_with_no_residual_is_refused_with_the_reason(small, tmp_path):
+    """--families cascade at an alpha stage 1 already meets everywhere: there is no second stage
+    to build, so nothing can be tested; a closed bundle and exit 1, never a crash."""
+    traces, emb = small
+    out = tmp_path / "cascade-only"
+    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.7", "--families",
+                      "cascade", "--out", out, "--json", check_code=1)
+    doc = json.loads(proc.stdout)
+    assert doc["gate"] == "closed" and doc["manifest"]["policy"]["family"] == "none"
+    assert "cascade: no threshold certified TA >= 0.7: nothing to test (no second stage" in proc.stderr
+    assert "points above alpha, yet nothing was certified" in proc.stderr
+    assert (out / "manifest.json").is_file()

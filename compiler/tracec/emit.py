@@ -128,7 +128,8 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
             first = r.certification.steps[0] if r.certification.steps else None
             detail = (f": at the first step tested ({first.n_handled} calibration rows) TA was "
                       f"{first.ta:.3f} (p = {first.p_value:.3g} > delta {chosen.delta_per_family:g})"
-                      if first else "")
+                      if first else ": nothing to test (no second stage: stage 1 alone meets "
+                      "alpha on nearly all validation rows; add l2d or global to --families)")
             reasons.append(f"{r.family}: no threshold certified TA >= {chosen.alpha:g}{detail}")
     reasons.extend(gate.reasons)
     best = highest_passing_alpha(ctx, chosen.delta_per_family)

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from tracec.calibration import fixed_sequence, max_certifiable_alpha, threshold_grid
+from tracec.calibration import Certification, max_certifiable_alpha, threshold_grid
 from tracec.manifest import dec
 from tracec.policy import (FamilyResult, Scored, Stage, best_family, cascade_decide, certify_plan,
                            is_accept_all, l2d_decide, make_residual, plan_family, score_stage)
@@ -62,8 +62,9 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
             selected_val = score_stage(selected, ctx.n_features, {"validation": ctx.X["validation"]})
     min_accept = first_step_size(ctx.min_accept, alpha, ctx.delta)
     plans = []
-    if "l2d" in ctx.families:
-        plans.append(plan_family("l2d", (primary,), [ctx.scored["validation"]], y_val, len(y_cal),
+    single = "l2d" if "l2d" in ctx.families else ("global" if "global" in ctx.families else None)
+    if single:  # l2d's loosest step is global; global alone is that one step
+        plans.append(plan_family(single, (primary,), [ctx.scored["validation"]], y_val, len(y_cal),
                                  alpha, ctx.delta, min_accept))
     if selected is not None:
         plans.append(plan_family("cascade", (primary, selected),
@@ -82,8 +83,9 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
         cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta)
         family = "global" if plan.family == "l2d" and is_accept_all(cert, grid_size) else plan.family
         results.append(FamilyResult(family, stages, cert, grid_size))
-    elif "global" in ctx.families:  # global alone: the single accept-all hypothesis
-        results.append(_certify_global(ctx, primary, alpha, min_accept))
+    else:  # cascade alone and no residual to build stage 2 on: nothing can be tested
+        results.append(FamilyResult("cascade", (primary,), Certification(
+            passed=False, tau=None, steps=(), chosen=None, alpha=alpha, delta=ctx.delta), 0))
     full_ta = float(np.mean(ctx.scored["calibration"].label == y_cal))
     winner = best_family(results)
     for pl in plans:
@@ -107,14 +109,6 @@ def first_step_size(min_accept: int, alpha: float, delta_f: float) -> int:
     """
     need = int(np.ceil(np.log(delta_f) / np.log(alpha)))
     return max(min_accept, 2 * need)
-
-
-def _certify_global(ctx: Context, primary: Stage, alpha: float, min_accept: int) -> FamilyResult:
-    y_cal = ctx.y["calibration"]
-    agree = int(np.sum(ctx.scored["calibration"].label == y_cal))
-    loosest = threshold_grid(ctx.scored["validation"].score, len(y_cal), min_accept)[-1:]
-    cert = fixed_sequence([len(y_cal)], [agree], len(y_cal), loosest, alpha, ctx.delta)
-    return FamilyResult("global", (primary,), cert, 1)
 
 
 def highest_passing_alpha(ctx: Context, delta_f: float) -> Optional[float]:

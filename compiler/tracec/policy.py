@@ -188,8 +188,11 @@ def _counts(grid: np.ndarray, decide: Callable, y: np.ndarray) -> tuple[list[int
 def plan_family(family: str, stages: tuple, val: Sequence[Scored], y_val: np.ndarray,
                 n_cal: int, alpha: float, delta: float, min_accept: int) -> Plan:
     """Grid from the validation scores (max over stages), started where the predicted bound
-    is highest; the predicted coverage ranks the families."""
+    is highest; the predicted coverage ranks the families.  ``global`` is the one
+    accept-everything step."""
     grid = threshold_grid(np.maximum.reduce([v.score for v in val]), n_cal, min_accept=min_accept)
+    if family == "global":
+        grid = grid[-1:]
     decide = l2d_decide(val[0]) if len(val) == 1 else cascade_decide(*val)
     nh, na = _counts(grid, decide, y_val)
     lower = predicted_lower(np.array(nh), np.array(na), len(y_val), n_cal, delta)

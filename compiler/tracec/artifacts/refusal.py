@@ -47,10 +47,13 @@ def _summary(gate: str, alpha: str, delta: str, best: float, best_src: str, hpa:
     if gate == "closed":
         text = (f"The gate is closed at alpha {alpha}: every input defers to the LLM. At full "
                 f"coverage the surrogate agrees with the teacher on {best:.1%} of rows "
-                f"({best_src}), {gap:.1f} points short of alpha.")
+                f"({best_src}), " + (f"{gap:.1f} points short of alpha." if gap > 0 else
+                                     f"{-gap:.1f} points above alpha, yet nothing was certified "
+                                     "(see the reasons)."))
         text += (f" No alpha could be certified at delta {delta} with this acceptor." if hpa is None
-                 else f" The highest alpha that could be certified at this delta is {hpa}: a lower "
-                      "target would let the bundle answer some traffic locally.")
+                 else f" The highest alpha that could be certified at this delta is {hpa}"
+                      + (": a lower target would let the bundle answer some traffic locally."
+                         if float(hpa) < float(alpha) else "."))
     else:
         text = (f"The gate is open at alpha {alpha}. At full coverage the surrogate would agree "
                 f"with the teacher on {best:.1%} of rows ({best_src}); the acceptor defers the "
