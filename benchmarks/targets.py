@@ -47,8 +47,9 @@ def refusal_row(name: str, task: dict, alphas) -> TargetRow:
         gates.append(c.get("gate"))
         t = (task["tracer"].get("alphas", {}) if isinstance(task["tracer"], dict) else {}).get(key)
         if t and "coverage" in t:
+            ta = _num(t.get("teacher_agreement"))
             notes.append(f"TRACER at {key}: coverage {_num(t['coverage']):.3f}, "
-                         f"TA {_num(t.get('teacher_agreement')):.3f}")
+                         + ("nothing handled" if math.isnan(ta) else f"TA {ta:.3f}"))
     refused = sum(g == "closed" for g in gates)
     met = None if None in gates else refused == len(gates)
     text = f"tracec refused at {refused}/{len(gates)} alphas" + (f" ({'; '.join(notes)})" if notes else "")
