@@ -15,7 +15,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["canonical_bytes", "canonical_file_bytes", "f32_str", "parse_f32", "json_path"]
+__all__ = ["canonical_bytes", "canonical_file_bytes", "f32_str", "parse_f32", "json_path",
+           "strict_json"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DECIMAL = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
@@ -53,6 +54,29 @@ def _check(obj: object, path: tuple) -> None:
         return
     raise TypeError(f"canonical JSON holds only dict, list, str, int, bool and None: "
                     f"{json_path(path)} is a {type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def strict_json(data: bytes, floats: bool = True) -> object:
+    """Parse UTF-8 JSON refusing duplicate keys and NaN/Infinity, and with ``floats=False`` any
+    float literal too (documents whose decimals are strings); ``ValueError`` otherwise."""
+    def no_constant(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    def no_float(text: str) -> None:
+        raise ValueError(f"a float literal {text} (decimals are strings)")
+
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                      parse_constant=no_float if not floats else no_constant,
+                      parse_float=None if floats else no_float)
 
 
 def canonical_bytes(obj: object) -> bytes:

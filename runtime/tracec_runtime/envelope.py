@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -18,7 +17,7 @@ from typing import Optional, Union
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from tracec_runtime.canonical import canonical_bytes, canonical_file_bytes
+from tracec_runtime.canonical import canonical_bytes, canonical_file_bytes, strict_json
 from tracec_runtime.errors import SignatureError, UnsignedBundleError, UnsupportedFormatError
 from tracec_runtime.keys import keyid, load_private_key, load_public_key
 from tracec_runtime.paths import ENVELOPE, list_files, read_file
@@ -39,23 +38,6 @@ def pae(payload_type: str, body: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding (lengths are byte lengths)."""
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
-
-
-def _no_duplicates(pairs: list) -> dict:
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def strict_json(data: bytes) -> object:
-    """Parse UTF-8 JSON refusing duplicate keys and NaN/Infinity (``ValueError`` otherwise)."""
-    def no_constant(name: str) -> None:
-        raise ValueError(f"non-standard JSON constant {name}")
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                      parse_constant=no_constant)
 
 
 def build_statement(bundle_dir: Union[str, os.PathLike]) -> dict:

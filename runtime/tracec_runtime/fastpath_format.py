@@ -7,13 +7,12 @@ was found.  Arrays are zero-copy, read-only views of the blob (``np.frombuffer``
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from tracec_runtime.canonical import parse_f32
+from tracec_runtime.canonical import parse_f32, strict_json
 from tracec_runtime.errors import BundleVerificationError
 
 __all__ = ["FASTPATH_JSON", "FASTPATH_BIN", "FORMAT", "ALIGN", "MODES", "OUTPUTS", "HIDDEN",
@@ -58,22 +57,6 @@ class FastPathSpec:
     tau: np.float32
     n_features: int
     stages: tuple
-
-
-def _strict_json(data: bytes) -> object:
-    def pairs(items):
-        out = {}
-        for key, value in items:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
-    def no_float(text):
-        raise ValueError(f"a float literal {text} (decimals are strings)")
-
-    return json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_float=no_float,
-                      parse_constant=no_float)
 
 
 def _expect(cond: bool, where: str, expected: str, found: object) -> None:
@@ -204,7 +187,7 @@ def parse_fastpath(json_bytes: bytes, bin_bytes: bytes) -> FastPathSpec:
             raise TypeError(f"{name} must be given as bytes (verified bundle bytes); "
                             f"got {type(data).__name__}")
     try:
-        doc = _strict_json(json_bytes)
+        doc = strict_json(json_bytes, floats=False)
     except (UnicodeDecodeError, ValueError) as exc:
         raise FastPathFormatError("the document", "UTF-8 JSON without floats or duplicate keys",
                                   str(exc)) from None
