@@ -24,14 +24,18 @@ print(json.dumps({"cheap": cheap, "modules": sorted({m.split('.')[0] for m in sy
 """
 
 
-def test_load_and_route_import_only_the_runtime_stack(tmp_path, keys):
-    bundle = make_bundle(tmp_path / "b", keys[0])
+def _run(script: str, bundle, public_key: dict, tmp_path) -> dict:
+    """Run ``script`` in a fresh interpreter on ``bundle``; its one JSON line, parsed."""
     pub = tmp_path / "k.pub"
-    pub.write_text(json.dumps(keys[1]))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(bundle), str(pub)],
+    pub.write_text(json.dumps(public_key))
+    proc = subprocess.run([sys.executable, "-c", script, str(bundle), str(pub)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_load_and_route_import_only_the_runtime_stack(tmp_path, keys):
+    out = _run(SCRIPT, make_bundle(tmp_path / "b", keys[0]), keys[1], tmp_path)
     assert out["n"] == 3 and out["label"] is not None
     assert out["cheap"] == [], "import tracec_runtime must not load numpy/onnxruntime/nacl"
     loaded = set(out["modules"])
@@ -57,12 +61,7 @@ def test_fast_path_bundle_routes_without_onnxruntime(tmp_path, keys):
 
     bundle = make_fastpath_bundle(tmp_path / "b", keys[0], stages=[random_stage(16, 5, 1)],
                                   tau="0.5")
-    pub = tmp_path / "k.pub"
-    pub.write_text(json.dumps(keys[1]))
-    proc = subprocess.run([sys.executable, "-c", FAST_SCRIPT, str(bundle), str(pub)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = _run(FAST_SCRIPT, bundle, keys[1], tmp_path)
     assert out["engine"] == "numpy" and out["n"] == 3 and out["label"] is not None
     assert out["cheap"] == []
     loaded = set(out["modules"])
