@@ -25,7 +25,7 @@ class Context:
 
     pool: Sequence
     primary: Stage
-    scored: dict[str, Scored]          # primary stage graph outputs per split
+    scored: dict[str, Scored]          # primary stage graph outputs: validation, calibration
     X: dict[str, np.ndarray]           # embeddings per split
     y: dict[str, np.ndarray]           # teacher label index per split
     families: tuple[str, ...]
@@ -77,7 +77,7 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
         if plan.family == "cascade":  # only a chosen residual stage is refit and scored
             residual = ctx.ship(selected)
             residual_scores = {**selected_val, **score_stage(
-                residual, ctx.n_features, {k: v for k, v in ctx.X.items() if k != "validation"})}
+                residual, ctx.n_features, {"calibration": ctx.X["calibration"]})}
             stages, cal = (primary, residual), cal + [residual_scores["calibration"]]
         decide = l2d_decide(cal[0]) if len(cal) == 1 else cascade_decide(*cal)
         cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta)

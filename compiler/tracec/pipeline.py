@@ -73,7 +73,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
     ship = Refitter(np.concatenate([X["train"], X["validation"]]),
                     np.concatenate([y["train"], y["validation"]]), X["validation"],
                     len(data.labels), config.size_budget_bytes, say)
-    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, X))
+    certify_splits = {k: X[k] for k in ("validation", "calibration")}  # all certification reads
+    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, certify_splits))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
                   config.seed, data.dim, say, config.size_budget_bytes, ship)
