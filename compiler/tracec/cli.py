@@ -16,6 +16,7 @@ from typing import Optional
 import click
 
 from tracec import outputs
+from tracec.cli_options import trace_options
 from tracec.errors import TracecError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -41,7 +42,8 @@ def cli() -> None:
 
 
 @cli.command("compile")
-@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@trace_options
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
               help="Row-aligned .npy embeddings (default: compute with all-MiniLM-L6-v2, cached).")
@@ -63,26 +65,23 @@ def cli() -> None:
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees, families, split_text,
-                size_budget_mb, signing_key, previous, previous_public_key, no_examples,
-                teacher_cost_per_1k, daily_volume, force, as_json):
-    """Compile TRACES (JSONL) into a bundle.  Exit 0: gate open; 1: refused (closed bundle written)."""
-    from tracec.config import CompileConfig, parse_alphas
-    from tracec.pipeline import compile_bundle
-    from tracec.splits import parse_fractions
+def compile_cmd(traces, trace_options, out, embeddings, embedder_id, alpha, delta, seed, trees,
+                families, split_text, size_budget_mb, signing_key, previous, previous_public_key,
+                no_examples, teacher_cost_per_1k, daily_volume, force, as_json):
+    """Compile TRACES (a file, .gz or - for stdin; --format) into a bundle.  Exit 0: gate open;
+    1: refused (closed bundle written)."""
+    from tracec.api import compile as compile_traces
 
-    config = CompileConfig(
-        traces=traces, out=out, embeddings=embeddings, embedder_id=embedder_id,
-        alphas=parse_alphas(alpha), delta=delta, seed=seed, include_trees=trees,
-        families=tuple(f.strip() for f in families.split(",") if f.strip()),
-        fractions=parse_fractions(split_text), size_budget_bytes=int(size_budget_mb * 1e6),
-        signing_key=signing_key, previous=previous, previous_public_key=previous_public_key,
-        no_examples=no_examples, teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume,
-        force=force)
-    result = compile_bundle(config, progress=_say)
+    result = compile_traces(
+        traces, out=out, alpha=alpha, delta=delta, embeddings=embeddings, signing_key=signing_key,
+        progress=_say, embedder_id=embedder_id, seed=seed, include_trees=trees, families=families,
+        fractions=split_text, size_budget_bytes=int(size_budget_mb * 1e6), previous=previous,
+        previous_public_key=previous_public_key, no_examples=no_examples,
+        teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume, force=force,
+        **trace_options)
     doc = {"bundle": result.out, "gate": "open" if result.gate_open else "closed",
            "explanation": result.explanation, "manifest": result.manifest,
-           "frontier": result.frontier, "timings_s": result.timings}
+           "frontier": result.frontier, "timings_s": result.timings, "traces": result.traces}
     if as_json:
         _say(result.explanation)
     _emit(outputs.CompileOutput, doc, as_json, result.explanation)
@@ -122,31 +121,38 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
 @cli.command("route")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--embeddings", required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--traces", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Row-aligned traces: adds coverage and TA against their teacher labels.")
+@trace_options
 @_key_options
 @click.option("--json", "as_json", is_flag=True)
-def route_cmd(bundle, embeddings, traces, public_key, allow_unsigned, as_json):
+def route_cmd(bundle, embeddings, traces, trace_options, public_key, allow_unsigned, as_json):
     """Route EMBEDDINGS through BUNDLE; print decisions (and coverage/TA when --traces is given)."""
     from tracec.routing import route_file
 
     _require_key(public_key, allow_unsigned)
-    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned)
+    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned,
+                           trace_options=trace_options, say=_say)
     _emit(outputs.RouteOutput, doc, as_json, text)
 
 
 @cli.command("embed")
-@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@trace_options
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
-def embed_cmd(traces, out):
-    """Embed TRACES' inputs with the default offline embedder into OUT (.npy, float32)."""
+def embed_cmd(traces, trace_options, out):
+    """Embed TRACES' inputs with the default offline embedder into OUT (.npy, float32, one row
+    per trace read, in order)."""
+    from tracec.api import load_traces
     from tracec.embeddings import embed_texts, save_npy
-    from tracec.traces import load_traces
+    from tracec.loader import describe_read
 
-    rows = load_traces(traces)
+    rows = load_traces(traces, **trace_options)
+    _say(f"traces {describe_read(rows)}")
     X = embed_texts(rows.inputs, progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
     save_npy(out, X)
-    click.echo(json.dumps({"embeddings": str(out), "rows": int(X.shape[0]), "dimension": int(X.shape[1])}))
+    click.echo(json.dumps({"embeddings": str(out), "rows": int(X.shape[0]), "dimension": int(X.shape[1]),
+                           "format": rows.format, "skipped": rows.skipped}))
 
 
 @cli.command("keygen")

@@ -6,9 +6,10 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Union
 
 from tracec.errors import ParameterError
+from tracec.formats import CHOICES as TRACE_FORMATS
 from tracec.splits import DEFAULT_FRACTIONS, check_fractions
 
 FAMILIES = ("global", "l2d", "cascade")
@@ -16,9 +17,9 @@ FAMILIES = ("global", "l2d", "cascade")
 
 @dataclass(frozen=True)
 class CompileConfig:
-    traces: Path
+    traces: Any  # a Path (read with the trace options below) or already loaded tracec.traces.Traces
     out: Path
-    embeddings: Optional[Path] = None
+    embeddings: Any = field(default=None, compare=False)  # a .npy Path, a 2-D float array, or None
     alphas: tuple[float, ...] = (0.9,)
     delta: float = 0.05
     seed: int = 0
@@ -37,8 +38,15 @@ class CompileConfig:
     force: bool = False
     embedder_id: Optional[str] = None
     cache_dir: Optional[Path] = field(default=None, compare=False)
+    # how a trace file is read (docs/traces.md); the rows' digest stands for them in the manifest
+    format: str = "auto"
+    input_field: Optional[str] = None
+    teacher_field: Optional[str] = None
+    batch_output: Union[Path, tuple[Path, ...], None] = None
 
     def __post_init__(self):
+        if self.format not in TRACE_FORMATS:
+            raise ParameterError("format", "compile", f"one of {', '.join(TRACE_FORMATS)}", self.format)
         if not self.alphas:
             raise ParameterError("alpha", "compile", "a non-empty list of floats in (0, 1)", "")
         for a in self.alphas:
@@ -62,6 +70,11 @@ class CompileConfig:
                                  self.teacher_cost_per_1k)
         if self.daily_volume is not None and self.daily_volume < 0:
             raise ParameterError("daily_volume", "compile", "an int >= 0", self.daily_volume)
+
+    def trace_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``tracec.traces.load_traces`` for ``self.traces``."""
+        return {"format": self.format, "input_field": self.input_field,
+                "teacher_field": self.teacher_field, "batch_output": self.batch_output}
 
     def recipe(self) -> dict[str, str]:
         """Every option that shapes the bundle, as strings (paths excluded: digests stand for them)."""

@@ -100,6 +100,26 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     except OSError as e:
         raise EmbeddingError(name, f"expected a readable .npy file, found {e.strerror or e}") from None
     shape, dtype = _read_header(name, data)
+    _check_layout(name, shape, dtype, n_rows, traces_path)
+    try:
+        raw = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError) as e:
+        raise EmbeddingError(name, f"expected {shape[0]:,} x {shape[1]} values after the .npy header, "
+                                   f"found a truncated or corrupt file ({e})") from None
+    out = _finite_float32(name, raw, traces_path)
+    return out, hashlib.sha256(data).hexdigest()
+
+
+def check_embeddings(arr: object, n_rows: int, *, name: str = "<embeddings array>",
+                     traces_path: Union[str, Path, None] = None) -> np.ndarray:
+    """An in-memory embedding matrix checked like a ``.npy`` file: C-contiguous float32."""
+    if not isinstance(arr, np.ndarray):
+        raise EmbeddingError(name, f"expected a 2-D float numpy array, found {type(arr).__name__}")
+    _check_layout(name, arr.shape, arr.dtype, n_rows, traces_path)
+    return _finite_float32(name, arr, traces_path)
+
+
+def _check_layout(name: str, shape: tuple, dtype: np.dtype, n_rows: int, traces_path) -> None:
     if dtype.hasobject:
         raise EmbeddingError(name, f"expected a float16/float32/float64 array, found dtype "
                                    f"{dtype} (an object array; tracec never unpickles)")
@@ -116,11 +136,9 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     if dim < 2:
         raise EmbeddingError(name, f"expected at least 2 columns (the embedding dimension), "
                                    f"found {dim}")
-    try:
-        raw = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError) as e:
-        raise EmbeddingError(name, f"expected {rows:,} x {dim} values after the .npy header, "
-                                   f"found a truncated or corrupt file ({e})") from None
+
+
+def _finite_float32(name: str, raw: np.ndarray, traces_path) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(raw, dtype=np.float32)
     bad = ~np.isfinite(out)
@@ -133,7 +151,7 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
         raise EmbeddingError(name, f"expected finite values, found {what} at column {col} "
                                    f"(row and column are 0-based{pairs}); "
                                    f"{int(bad.any(axis=1).sum()):,} row(s) affected", row=row)
-    return out, hashlib.sha256(data).hexdigest()
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
             steps_tested=sum(len(r.certification.steps) for r in chosen.results),
             p_value=dec(cert.chosen.p_value) if cert and cert.chosen else None),
         calibration=calibration, shadow=shadow, per_label=per_label, refusal=refusal,
-        inputs=Inputs(traces_sha256=data.traces.sha256, traces_rows=data.n,
+        inputs=Inputs(traces_sha256=data.traces.rows_sha256, traces_rows=data.n,
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(),

@@ -17,6 +17,14 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TracesRead(_Out):
+    """What the trace loader read: the format, the rows kept, rows of other kinds skipped."""
+
+    format: str
+    rows: int
+    skipped: dict[str, int]
+
+
 class CompileOutput(_Out):
     bundle: str
     gate: Literal["open", "closed"]
@@ -24,6 +32,7 @@ class CompileOutput(_Out):
     manifest: Manifest
     frontier: dict
     timings_s: dict[str, float]
+    traces: Optional[TracesRead] = None
 
 
 class VerifyOutput(_Out):

@@ -14,7 +14,7 @@ the very end, so a failed compile leaves nothing behind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -44,6 +44,7 @@ class CompileResult:
     frontier: dict
     explanation: str
     timings: dict[str, float]
+    traces: dict = field(default_factory=dict)  # what was read: format, rows, skipped by reason
 
 
 def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -> CompileResult:
@@ -109,7 +110,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
 
     explanation = emit.explain(manifest, artifacts)
     return CompileResult(str(config.out), gate_open, manifest, frontier_doc, explanation,
-                         clock.timings)
+                         clock.timings, data.traces.summary())
 
 
 @dataclass(frozen=True)

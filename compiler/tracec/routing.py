@@ -8,14 +8,18 @@ from typing import Optional
 import numpy as np
 
 from tracec.embeddings import load_embeddings
+from tracec.loader import describe_read
 from tracec.manifest import dec
 from tracec.traces import load_traces
 from tracec_runtime.router import Router
 
 
-def route_file(bundle: Path, embeddings: Path, traces: Optional[Path], public_key, allow_unsigned: bool):
+def route_file(bundle: Path, embeddings: Path, traces: Optional[Path], public_key, allow_unsigned: bool,
+               trace_options: Optional[dict] = None, say=None):
     router = Router.load(bundle, public_key=public_key, allow_unsigned=allow_unsigned)
-    rows = load_traces(traces) if traces is not None else None
+    rows = load_traces(traces, **(trace_options or {})) if traces is not None else None
+    if rows is not None and say is not None:
+        say(f"traces {describe_read(rows)}")
     X, _ = load_embeddings(embeddings, rows.n if rows else _rows_of(embeddings), traces_path=traces)
     batch = router.route_batch(X)
     labels = router.labels

@@ -1,0 +1,137 @@
+"""The Python API: ``tracec.compile`` and ``tracec.load_traces``.
+
+    import tracec
+    result = tracec.compile("traces.jsonl", out="bundle", alpha=0.9,
+                            embeddings="X.npy", signing_key="me.key")
+    result.gate_open, result.manifest["policy"]["tau"]
+
+Everything the CLI's ``compile`` does goes through ``compile`` (the CLI only parses flags),
+so the errors are the same typed ones (``tracec.errors``) with the same exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from tracec.errors import ParameterError
+
+PathLike = Union[str, Path]
+#: The keyword options of ``compile``: CompileConfig fields, same names.
+OPTIONS = ("seed", "include_trees", "families", "fractions", "size_budget_bytes", "min_accept",
+           "min_coverage", "previous", "previous_public_key", "no_examples", "teacher_cost_per_1k",
+           "daily_volume", "force", "embedder_id", "cache_dir", "format", "input_field",
+           "teacher_field", "batch_output")
+_PATHS = ("previous", "previous_public_key", "cache_dir")
+
+
+def load_traces(traces: Any, **options: Any):
+    """Read traces from a path (``.jsonl``, ``.jsonl.gz``, ``-``) or an iterable of mappings.
+
+    Options: ``format`` (``auto`` or a name in ``tracec.formats.FORMATS``), ``input_field``,
+    ``teacher_field``, ``batch_output``, ``min_classes``, ``require_teacher``.  Returns
+    ``tracec.traces.Traces`` (columns, ``format``, ``skipped`` counts); raises
+    ``tracec.errors.TraceFileError`` naming the file and line.
+    """
+    from tracec.loader import load_traces as load
+
+    if "batch_output" in options and options["batch_output"] is not None:
+        options["batch_output"] = _batch_output(options["batch_output"])
+    return load(_path(traces, "traces") if isinstance(traces, (str, Path)) else traces, **options)
+
+
+def compile(traces: Any, *, out: PathLike, alpha: Union[float, str, Sequence[float]] = 0.9,
+            delta: float = 0.05, embeddings: Any = None, signing_key: Optional[PathLike] = None,
+            progress: Optional[Callable[[str], None]] = None, **options: Any):
+    """Compile traces into a bundle at ``out``; returns ``tracec.pipeline.CompileResult``.
+
+    ``traces``: a path, or an iterable of mappings (read with ``format``, ``input_field``,
+    ``teacher_field``, ``batch_output``); ``embeddings``: a ``.npy`` path, a 2-D float array,
+    or None (computed); ``alpha``: a float, a comma list or a sequence (the first is shipped,
+    all go into ``frontier.json``).  ``options`` are ``CompileConfig`` fields (``OPTIONS``);
+    an unknown one raises ``ParameterError``.  A closed gate is a result, not an error:
+    check ``result.gate_open``.
+    """
+    from tracec.config import CompileConfig
+    from tracec.pipeline import compile_bundle
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ParameterError(unknown[0], "compile", f"one of the options {', '.join(OPTIONS)}",
+                             options[unknown[0]])
+    fields = {k: _path(v, k) if k in _PATHS and v is not None else v for k, v in options.items()}
+    if isinstance(fields.get("families"), str):
+        fields["families"] = tuple(f.strip() for f in fields["families"].split(",") if f.strip())
+    elif "families" in fields:
+        fields["families"] = tuple(fields["families"])
+    if "fractions" in fields:
+        fields["fractions"] = _fractions(fields["fractions"])
+    if fields.get("batch_output") is not None:
+        fields["batch_output"] = _batch_output(fields["batch_output"])
+    if not isinstance(traces, (str, Path)):
+        trace_options = {k: fields.get(k) for k in ("format", "input_field", "teacher_field",
+                                                     "batch_output") if fields.get(k) is not None}
+        traces = load_traces(traces, **trace_options)
+    else:
+        traces = _path(traces, "traces")
+    config = CompileConfig(traces=traces, out=_path(out, "out"), embeddings=_embeddings(embeddings),
+                           alphas=_alphas(alpha), delta=delta,
+                           signing_key=None if signing_key is None else _path(signing_key, "signing_key"),
+                           **fields)
+    return compile_bundle(config, progress=progress)
+
+
+def _path(value: Any, name: str) -> Path:
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str) and value:
+        return Path(value)
+    raise ParameterError(name, "compile", "a path (str or Path)", value)
+
+
+def _batch_output(value: Any) -> Union[Path, tuple]:
+    if isinstance(value, (str, Path)):
+        return _path(value, "batch_output")
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, Path)) for v in value):
+        return tuple(_path(v, "batch_output") for v in value)
+    return value  # an iterable of mappings (the results in memory)
+
+
+def _embeddings(value: Any) -> Any:
+    if value is None or isinstance(value, (str, Path)):
+        return None if value is None else _path(value, "embeddings")
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value
+    raise ParameterError("embeddings", "compile", "a .npy path (str or Path), a 2-D float numpy "
+                         "array, or None", type(value).__name__)
+
+
+def _alphas(value: Any) -> tuple[float, ...]:
+    from tracec.config import parse_alphas
+
+    if isinstance(value, str):
+        return parse_alphas(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),)
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, dict)):
+        values = tuple(value)
+        if values and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in values):
+            return tuple(float(a) for a in values)
+    raise ParameterError("alpha", "compile", "a float in (0, 1), a comma-separated string or a "
+                         "sequence of floats", value)
+
+
+def _fractions(value: Any) -> tuple[float, ...]:
+    from tracec.splits import check_fractions, parse_fractions
+
+    if isinstance(value, str):
+        return parse_fractions(value)
+    try:
+        return check_fractions(tuple(float(v) for v in value))
+    except (TypeError, ValueError):
+        raise ParameterError("fractions", "compile", "four floats train,validation,calibration,"
+                             "shadow", value) from None
+
