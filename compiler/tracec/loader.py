@@ -64,7 +64,7 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
                                          f"a teacher label, found none" + (f" (skipped: {kinds})"
                                                                              if kinds else ""))
     teachers = tuple(r.teacher for r in records)
-    classes = sorted(set(teachers))
+    classes = sorted({t for t in teachers if t is not None})
     if require_teacher and len(classes) < min_classes:
         found = f"a single teacher class {classes[0]!r}: nothing to learn" if len(classes) == 1 \
             else f"{len(classes)} teacher classes"

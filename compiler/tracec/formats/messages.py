@@ -19,7 +19,7 @@ def role(message: Any) -> Optional[str]:
     if not isinstance(message, dict):
         return None
     value = message.get("role", message.get("type"))
-    if value is None and isinstance(message.get("kwargs"), dict):  # LangChain serialised message
+    if value == "constructor" and isinstance(message.get("kwargs"), dict):  # LangChain serialised
         value = message["kwargs"].get("type")
         if value is None and isinstance(message.get("id"), list) and message["id"]:
             value = {"HumanMessage": "human", "AIMessage": "ai"}.get(message["id"][-1])
