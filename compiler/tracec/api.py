@@ -130,8 +130,9 @@ def _fractions(value: Any) -> tuple[float, ...]:
     if isinstance(value, str):
         return parse_fractions(value)
     try:
-        return check_fractions(tuple(float(v) for v in value))
+        values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ParameterError("fractions", "compile", "four floats train,validation,calibration,"
+        raise ParameterError("split", "compile", "four fractions train,validation,calibration,"
                              "shadow", value) from None
+    return check_fractions(values)
 
