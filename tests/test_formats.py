@@ -208,3 +208,47 @@ def test_a_file_with_only_other_kinds_says_what_was_skipped(tmp_path):
 def test_unknown_format_is_a_parameter_error():
     with pytest.raises(ParameterError, match="The 'format' parameter of load_traces must be one of auto, jsonl"):
         load_traces(FIXTURES / "jsonl.jsonl", format="csv")
+
+
+def test_embed_command_reads_any_format_and_reports_skips(tmp_path, monkeypatch):
+    """`tracec embed` through the shared trace options (the model replaced by a stand-in)."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from tracec import embeddings as emb
+    from tracec.cli import cli
+
+    texts = []
+    monkeypatch.setattr(emb, "_encode", lambda batch: (texts.extend(batch), np.eye(
+        len(batch), emb.DIMENSION, dtype=np.float32))[1])
+    monkeypatch.setenv("TRACEC_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "X.npy"
+    result = CliRunner().invoke(cli, ["embed", str(FIXTURES / "openai_batch_input.jsonl"), "--batch-output",
+                                      str(BATCH_OUT), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["rows"] == 6 and doc["format"] == "openai-batch"
+    assert doc["skipped"] == fixtures.EXPECTED_SKIPS["openai_batch_input.jsonl"]
+    assert texts == [text for text, _ in fixtures.ROWS] and np.load(out).shape == (6, emb.DIMENSION)
+    assert "skipped 3: 1 batch request without a result" in result.stderr
+
+
+def test_the_examples_in_docs_traces_md_read_as_documented(tmp_path):
+    """Each format's example record in docs/traces.md gives the documented row."""
+    import re
+
+    text = (REPO / "docs" / "traces.md").read_text("utf-8")
+    blocks = {}
+    for section in re.split(r"^### ", text, flags=re.M)[1:]:
+        name = section.split("`")[1]
+        blocks[name] = re.findall(r"```json\n(.*?)\n```", section, flags=re.S)
+    assert set(blocks) == set(FORMATS) - {"jsonl"}
+    for name, examples in blocks.items():
+        if name == "openai-batch":
+            inp, out = _write(tmp_path, [examples[0]], "in.jsonl"), _write(tmp_path, [examples[1]], "out.jsonl")
+            found = [load_traces(inp, min_classes=1, batch_output=out)]
+        else:
+            found = [load_traces(_write(tmp_path, [e], f"{name}.jsonl"), min_classes=1) for e in examples]
+        for t in found:
+            assert t.format == name
+            assert list(zip(t.inputs, t.teachers)) == [("I lost my card on the train yesterday", "card_lost")]
