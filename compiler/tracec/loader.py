@@ -134,6 +134,8 @@ def _validate_mapped(name: str, lineno: int, view: dict[str, Any], input_field: 
                      teacher_field: Optional[str], require_teacher: bool) -> TraceRecord:
     """Apply ``--input-field`` / ``--teacher-field`` to a row's view, then validate it."""
     paths = {k: p for k, p in (("input", input_field), ("teacher", teacher_field)) if p}
+    if not paths:
+        return _validate(name, lineno, view, require_teacher)
     obj = dict(view)
     for canonical, path in paths.items():
         for key in (canonical, *ALIASES[canonical]):
