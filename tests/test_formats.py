@@ -118,7 +118,7 @@ def test_require_teacher_false_reads_unlabelled_rows(tmp_path):
 
 def _write(tmp_path: Path, lines: list, name: str = "t.jsonl") -> Path:
     path = tmp_path / name
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
     return path
 
 

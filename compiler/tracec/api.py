@@ -69,12 +69,8 @@ def compile(traces: Any, *, out: PathLike, alpha: Union[float, str, Sequence[flo
         fields["fractions"] = _fractions(fields["fractions"])
     if fields.get("batch_output") is not None:
         fields["batch_output"] = _batch_output(fields["batch_output"])
-    if not isinstance(traces, (str, Path)):
-        trace_options = {k: fields.get(k) for k in ("format", "input_field", "teacher_field",
-                                                     "batch_output") if fields.get(k) is not None}
-        traces = load_traces(traces, **trace_options)
-    else:
-        traces = _path(traces, "traces")
+    if isinstance(traces, (str, Path)):
+        traces = _path(traces, "traces")  # else records (or loaded Traces): read by the load stage
     config = CompileConfig(traces=traces, out=_path(out, "out"), embeddings=_embeddings(embeddings),
                            alphas=_alphas(alpha), delta=delta,
                            signing_key=None if signing_key is None else _path(signing_key, "signing_key"),

@@ -17,7 +17,7 @@ FAMILIES = ("global", "l2d", "cascade")
 
 @dataclass(frozen=True)
 class CompileConfig:
-    traces: Any  # a Path (read with the trace options below) or already loaded tracec.traces.Traces
+    traces: Any  # a Path or an iterable of mappings (read with the trace options below), or Traces
     out: Path
     embeddings: Any = field(default=None, compare=False)  # a .npy Path, a 2-D float array, or None
     alphas: tuple[float, ...] = (0.9,)

@@ -34,7 +34,7 @@ class Data:
 
 
 def load_inputs(config: CompileConfig, say: Callable[[str], None]) -> Data:
-    """Traces (a path read with the config's trace options, or already loaded) and their
+    """Traces (a path or records read with the config's trace options, or already loaded) and their
     embeddings (a .npy path, an array, or computed).  The manifest's digests are of the
     content (``Traces.rows_sha256``, the float32 values), so a file and the same rows or
     array in memory give the same bundle."""

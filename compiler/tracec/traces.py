@@ -7,11 +7,11 @@ the first problem.  The format is documented in ``docs/traces.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Annotated, Any, Optional, Union
 
 import numpy as np
@@ -133,7 +133,7 @@ class Traces:
     timestamps: tuple[Optional[str], ...]
     sha256: Optional[str]  # of the source's (decompressed) bytes; None for in-memory records
     format: str = "jsonl"
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows of other kinds
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows of other kinds
 
     @functools.cached_property
     def rows_sha256(self) -> str:

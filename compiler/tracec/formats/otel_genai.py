@@ -62,7 +62,8 @@ def attributes(items: Any, where: str) -> dict:
         try:
             out[item["key"]] = any_value(item.get("value"))
         except (TypeError, ValueError):
-            raise FormatError(f"{where}.{i}", f"expected an OTLP AnyValue, found {item.get('value')!r}") from None
+            raise FormatError(f"{where}.{i}", f"expected an OTLP AnyValue, found "
+                                              f"{item.get('value')!r}") from None
     return out
 
 
