@@ -205,6 +205,23 @@ def test_a_file_with_only_other_kinds_says_what_was_skipped(tmp_path):
     assert "found none (skipped: 3 observation that is not a GENERATION)" in str(info.value)
 
 
+def test_a_record_of_another_format_read_as_jsonl_names_the_format(tmp_path):
+    path = _write(tmp_path, [GOOD, SPAN])
+    with pytest.raises(TraceFileError) as info:
+        load_traces(path)
+    assert info.value.line == 2 and info.value.field == "input"
+    assert str(info.value).endswith("(this record looks like otel-genai, but --format auto sniffed "
+                                    "jsonl from the first record: pass --format otel-genai)")
+    with pytest.raises(TraceFileError, match="but --format jsonl: pass --format otel-genai"):
+        load_traces(FIXTURES / "otel_genai.jsonl", format="jsonl")
+
+
+def test_otel_logs_and_metrics_lines_are_skipped(tmp_path):
+    path = _write(tmp_path, [SPAN, {"resourceLogs": []}, {"resourceMetrics": []}, SPAN])
+    t = load_traces(path, min_classes=1)
+    assert t.n == 2 and t.skipped == {"OTLP logs or metrics line (not spans)": 2}
+
+
 def test_unknown_format_is_a_parameter_error():
     with pytest.raises(ParameterError, match="The 'format' parameter of load_traces must be one of auto, jsonl"):
         load_traces(FIXTURES / "jsonl.jsonl", format="csv")

@@ -56,6 +56,8 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
                                                     require_teacher))
         except formats.FormatError as e:
             raise _error(name, lineno, e) from None
+        except TraceFileError as e:
+            raise _hinted(e, fmt, obj, format) from None
     if join is not None and join.orphans():
         skipped[formats.openai_batch.ORPHAN] += join.orphans()
     if not records:
@@ -124,6 +126,16 @@ def _rows_function(name: str, fmt: str, batch_output):
     except formats.openai_batch.LocatedFormatError as e:
         raise _error(e.path, e.line, e) from None
     return join.rows, join
+
+
+def _hinted(e: TraceFileError, fmt: str, obj: dict, asked: str) -> TraceFileError:
+    """A jsonl row that looks like another format says so (the likely mistake)."""
+    other = formats.sniff(obj)
+    if fmt != formats.jsonl.NAME or other == fmt:
+        return e
+    how = "--format auto sniffed jsonl from the first record" if asked == "auto" else "--format jsonl"
+    return TraceFileError(e.path, e.line, f"{e.message} (this record looks like {other}, but {how}: "
+                                          f"pass --format {other})", e.field)
 
 
 def _error(name: str, lineno: int, e: formats.FormatError) -> TraceFileError:

@@ -12,8 +12,9 @@ candidate row (so one line may give several).  Attributes are OTLP ``[{"key": ..
 - ``gen_ai.prompt.N.content`` / ``gen_ai.completion.N.content`` (older, indexed, with
   ``.role`` beside them).
 
-Skipped (counted): spans with no GenAI messages (HTTP, database and other non-LLM spans) and
-failed calls (status ``ERROR`` or an ``error.type`` attribute).
+Skipped (counted): spans with no GenAI messages (HTTP, database and other non-LLM spans),
+failed calls (status ``ERROR`` or an ``error.type`` attribute), and lines of logs or metrics
+(``resourceLogs``, ``resourceMetrics``) when the exporter shares one file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ NAME = "otel-genai"
 NOT_LLM = "span without GenAI messages (not an LLM call)"
 FAILED = "failed call (span status ERROR)"
 NO_TEXT = "LLM span without a text reply"
+NOT_SPANS = "OTLP logs or metrics line (not spans)"
 
 
 def sniff(obj: dict) -> bool:
@@ -68,6 +70,9 @@ def attributes(items: Any, where: str) -> dict:
 
 
 def rows(obj: dict) -> Rows:
+    if "resourceSpans" not in obj and ("resourceLogs" in obj or "resourceMetrics" in obj):
+        yield Skip(NOT_SPANS)
+        return
     for r, resource in enumerate(get(obj, "resourceSpans", list, "")):
         for s, scope in enumerate(get(resource, "scopeSpans", list, f"resourceSpans.{r}.",
                                       required=False) or []):
