@@ -269,3 +269,21 @@ def test_the_examples_in_docs_traces_md_read_as_documented(tmp_path):
         for t in found:
             assert t.format == name
             assert list(zip(t.inputs, t.teachers)) == [("I lost my card on the train yesterday", "card_lost")]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--format", "otel-genai"], ["bad.jsonl:2: field 'resourceSpans.0.scopeSpans.0.spans.0.attributes'",
+                                  "expected a list of {key, value} attributes"]),
+    (["--batch-output", str(BATCH_OUT)], ["The 'batch_output' parameter of load_traces must be given "
+                                          "only with the openai-batch format"]),
+])
+def test_cli_bad_trace_input_exits_3_and_writes_nothing(tmp_path, args, words):
+    from conftest import run_tracec
+
+    bad = _write(tmp_path, [SPAN, {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"attributes": {"gen_ai.prompt": "x"}}]}]}]}], "bad.jsonl")
+    out = tmp_path / "never"
+    proc = run_tracec("compile", bad, *args, "--out", out, check_code=3)
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
