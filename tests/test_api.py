@@ -55,6 +55,10 @@ def test_bad_types_are_typed_errors(tmp_path):
         tracec.compile("t.jsonl", out=tmp_path / "b", embeddings=[[0.0, 1.0]])
     with pytest.raises(ParameterError, match="'out' parameter of compile must be a path"):
         tracec.compile("t.jsonl", out=3)
+    with pytest.raises(ParameterError, match="'families' parameter of compile must be a non-empty subset"):
+        tracec.compile("t.jsonl", out=tmp_path / "b", families=["global", "trees"])
+    with pytest.raises(ParameterError, match="'families' parameter of compile must be a comma-separated"):
+        tracec.compile("t.jsonl", out=tmp_path / "b", families=None)
     with pytest.raises(ParameterError, match="'split' parameter of compile"):
         tracec.compile("t.jsonl", out=tmp_path / "b", fractions=(0.5, 0.5))
     with pytest.raises(TraceFileError, match=r"^<records>:2: field 'teacher': expected a non-empty "

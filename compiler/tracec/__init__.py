@@ -13,7 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"compile": "tracec.api", "load_traces": "tracec.api",
+_LAZY = {"compile": "tracec.api", "load_traces": "tracec.loader",
          "CompileResult": "tracec.pipeline", "Traces": "tracec.traces"}
 _ERRORS = ("TracecError", "InputError", "TraceFileError", "EmbeddingError", "ParameterError",
            "ExportError", "GateRefused", "BundleVerificationError", "BundleIntegrityError",

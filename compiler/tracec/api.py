@@ -1,4 +1,4 @@
-"""The Python API: ``tracec.compile`` and ``tracec.load_traces``.
+"""The Python API: ``tracec.compile`` (``tracec.load_traces`` is ``tracec.loader.load_traces``).
 
     import tracec
     result = tracec.compile("traces.jsonl", out="bundle", alpha=0.9,
@@ -26,21 +26,6 @@ OPTIONS = ("seed", "include_trees", "families", "fractions", "size_budget_bytes"
 _PATHS = ("previous", "previous_public_key", "cache_dir")
 
 
-def load_traces(traces: Any, **options: Any):
-    """Read traces from a path (``.jsonl``, ``.jsonl.gz``, ``-``) or an iterable of mappings.
-
-    Options: ``format`` (``auto`` or a name in ``tracec.formats.FORMATS``), ``input_field``,
-    ``teacher_field``, ``batch_output``, ``min_classes``, ``require_teacher``.  Returns
-    ``tracec.traces.Traces`` (columns, ``format``, ``skipped`` counts); raises
-    ``tracec.errors.TraceFileError`` naming the file and line.
-    """
-    from tracec.loader import load_traces as load
-
-    if "batch_output" in options and options["batch_output"] is not None:
-        options["batch_output"] = _batch_output(options["batch_output"])
-    return load(_path(traces, "traces") if isinstance(traces, (str, Path)) else traces, **options)
-
-
 def compile(traces: Any, *, out: PathLike, alpha: Union[float, str, Sequence[float]] = 0.9,
             delta: float = 0.05, embeddings: Any = None, signing_key: Optional[PathLike] = None,
             progress: Optional[Callable[[str], None]] = None, **options: Any):
@@ -61,14 +46,10 @@ def compile(traces: Any, *, out: PathLike, alpha: Union[float, str, Sequence[flo
         raise ParameterError(unknown[0], "compile", f"one of the options {', '.join(OPTIONS)}",
                              options[unknown[0]])
     fields = {k: _path(v, k) if k in _PATHS and v is not None else v for k, v in options.items()}
-    if isinstance(fields.get("families"), str):
-        fields["families"] = tuple(f.strip() for f in fields["families"].split(",") if f.strip())
-    elif "families" in fields:
-        fields["families"] = tuple(fields["families"])
+    if "families" in fields:
+        fields["families"] = _families(fields["families"])
     if "fractions" in fields:
         fields["fractions"] = _fractions(fields["fractions"])
-    if fields.get("batch_output") is not None:
-        fields["batch_output"] = _batch_output(fields["batch_output"])
     if isinstance(traces, (str, Path)):
         traces = _path(traces, "traces")  # else records (or loaded Traces): read by the load stage
     config = CompileConfig(traces=traces, out=_path(out, "out"), embeddings=_embeddings(embeddings),
@@ -84,14 +65,6 @@ def _path(value: Any, name: str) -> Path:
     if isinstance(value, str) and value:
         return Path(value)
     raise ParameterError(name, "compile", "a path (str or Path)", value)
-
-
-def _batch_output(value: Any) -> Union[Path, tuple]:
-    if isinstance(value, (str, Path)):
-        return _path(value, "batch_output")
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, Path)) for v in value):
-        return tuple(_path(v, "batch_output") for v in value)
-    return value  # an iterable of mappings (the results in memory)
 
 
 def _embeddings(value: Any) -> Any:
@@ -118,6 +91,15 @@ def _alphas(value: Any) -> tuple[float, ...]:
             return tuple(float(a) for a in values)
     raise ParameterError("alpha", "compile", "a float in (0, 1), a comma-separated string or a "
                          "sequence of floats", value)
+
+
+def _families(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(f.strip() for f in value.split(",") if f.strip())
+    if isinstance(value, Iterable) and all(isinstance(f, str) for f in value):
+        return tuple(value)
+    raise ParameterError("families", "compile", "a comma-separated string or a sequence of "
+                         "family names", value)
 
 
 def _fractions(value: Any) -> tuple[float, ...]:

@@ -143,9 +143,8 @@ def route_cmd(bundle, embeddings, traces, trace_options, public_key, allow_unsig
 def embed_cmd(traces, trace_options, out):
     """Embed TRACES' inputs with the default offline embedder into OUT (.npy, float32, one row
     per trace read, in order)."""
-    from tracec.api import load_traces
     from tracec.embeddings import embed_texts, save_npy
-    from tracec.loader import describe_read
+    from tracec.loader import describe_read, load_traces
 
     rows = load_traces(traces, **trace_options)
     _say(f"traces {describe_read(rows)}")
