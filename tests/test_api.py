@@ -28,9 +28,9 @@ def test_import_tracec_is_cheap():
     code = ("import sys, tracec; heavy = [m for m in ('numpy', 'pydantic', 'sklearn', 'click', "
             "'onnx', 'tracec.pipeline') if m in sys.modules]; print(heavy); "
             "print(tracec.compile.__module__, tracec.CompileResult.__name__, "
-            "tracec.TraceFileError.exit_code)")
+            "tracec.TraceFileError.exit_code, tracec.errors.ParameterError.exit_code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "tracec.api CompileResult 3"]
+    assert out.stdout.split("\n")[:2] == ["[]", "tracec.api CompileResult 3 3"]
 
 
 def test_unknown_option_is_a_parameter_error_naming_it(tmp_path):
