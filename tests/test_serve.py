@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -160,6 +159,7 @@ def test_feedback_feeds_the_live_bound_and_metrics(server, compiled):
     (json.dumps({"embedding": [0.1] * 383 + ["x"]}).encode(), 422, "invalid_field", "embedding[383]"),
     (json.dumps({"embedding": [0.1] * 383 + [1e39]}).encode(), 422, "invalid_field", "embedding[383]"),
     (b'{"embedding": [NaN]}', 400, "malformed_json", None),
+    (('{"embedding": [' + "0.1, " * 383 + "1" + "0" * 400 + "]}").encode(), 422, "invalid_field", "embedding[383]"),
     (json.dumps({}).encode(), 422, "invalid_field", "text"),
     (json.dumps({"text": "hi", "embedding": [0.0]}).encode(), 422, "invalid_field", "embedding"),
     (json.dumps({"text": "card lost"}).encode(), 422, "text_not_supported", "text"),
@@ -262,7 +262,6 @@ def test_a_failing_reload_is_refused_and_drops_no_request_under_load(compiled, t
         srv.stop()
     assert not errors, errors[:3]
     assert done[0] > 50
-    _, after_text = before, None
     assert before["bundle"]["digest"] == doc["bundle"]
 
 

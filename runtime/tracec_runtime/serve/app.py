@@ -18,8 +18,8 @@ from typing import Awaitable, Callable, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from tracec_runtime.errors import TracecError
@@ -32,6 +32,14 @@ from tracec_runtime.serve.service import Service
 __all__ = ["create_app"]
 
 log = logging.getLogger("tracec.serve")
+
+
+async def _within(awaitable, seconds: float):
+    """``await`` with a deadline; ``asyncio.timeout`` (3.11+) creates no extra task per request."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def _json(doc: dict, status: int = 200) -> Response:
@@ -59,7 +67,7 @@ async def _body(request: Request, limits: Limits, timeout: float) -> dict:
         return b"".join(chunks)
 
     try:
-        raw = await asyncio.wait_for(read(), timeout)
+        raw = await _within(read(), timeout)
     except asyncio.TimeoutError:
         raise RequestError(408, "request_timeout", f"request body not received within {timeout:g} s") from None
     return parse_json(raw, limits)
@@ -77,12 +85,14 @@ def create_app(service: Service, limits: Limits = Limits(), *, admin_token: Opti
             async def handler(request: Request) -> Response:
                 start = time.perf_counter()
                 try:
-                    response = await asyncio.wait_for(fn(request), request_timeout)
+                    response = await _within(fn(request), request_timeout)
                 except RequestError as exc:
                     response = _json(exc.document(), exc.status)
                 except asyncio.TimeoutError:
                     response = _json(RequestError(503, "timeout", f"request not served within "
                                                   f"{request_timeout:g} s").document(), 503)
+                except ClientDisconnect:  # the client went away mid-body: nobody to answer
+                    response = Response(status_code=400)
                 except TracecError as exc:  # typed runtime errors: the input, as the router saw it
                     response = _json(RequestError(422, "route_input", str(exc)).document(), 422)
                 except Exception:  # never crash the process on a request

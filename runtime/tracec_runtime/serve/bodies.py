@@ -8,7 +8,6 @@ the offending field and a message; the app renders them in one JSON shape:
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -34,6 +33,9 @@ class RequestError(Exception):
     def document(self) -> dict:
         return {"error": {"status": self.status, "code": self.code, "message": self.message,
                           "field": self.field}}
+
+
+_NUMBERS = frozenset((int, float))
 
 
 def _invalid(field: str, message: str) -> RequestError:
@@ -103,15 +105,22 @@ def _matrix(value: Any, field: str, dim: int, limits: Limits, single: bool) -> n
             found = len(row) if isinstance(row, list) else type(row).__name__
             raise _invalid(where, f"{where!r} must be a list of {dim} numbers "
                                   f"(the bundle's embedding dimension); found {found}")
-        for j, v in enumerate(row):
-            if type(v) not in (int, float) or not math.isfinite(v):
-                raise _invalid(f"{where}[{j}]", f"{where}[{j}] must be a finite number; found {v!r:.40}")
-    with np.errstate(over="ignore"):
-        x = np.asarray(rows, dtype=np.float32)
-    if not np.isfinite(x).all():
+        if not _NUMBERS.issuperset(map(type, row)):  # C-speed check; the loop only names the culprit
+            j, v = next((j, v) for j, v in enumerate(row) if type(v) not in _NUMBERS)
+            raise _invalid(f"{where}[{j}]", f"{where}[{j}] must be a finite number; found {v!r:.40}")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = np.asarray(rows, dtype=np.float32)
+    except (OverflowError, ValueError):  # an integer beyond any float: name it
+        r, c = next((r, c) for r, row in enumerate(rows) for c, v in enumerate(row)
+                    if type(v) is int and abs(v) > 2 ** 128)
+        where = f"{field}[{r}][{c}]" if not single else f"{field}[{c}]"
+        raise _invalid(where, f"{where} is outside the float32 range") from None
+    if not np.isfinite(x).all():  # JSON has no NaN; an integer or float too large for float32
         r, c = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
-        raise _invalid(f"{field}[{r}][{c}]" if not single else f"{field}[{c}]",
-                       "value outside the float32 range")
+        where = f"{field}[{r}][{c}]" if not single else f"{field}[{c}]"
+        raise _invalid(where, f"{where} must be a finite number within the float32 range; "
+                              f"found {rows[r][c]!r:.40}")
     return np.ascontiguousarray(x)
 
 
