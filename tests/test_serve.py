@@ -332,3 +332,15 @@ def test_plain_runtime_import_never_pulls_the_http_stack():
             "bad = [m for m in ('starlette', 'uvicorn', 'anyio') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_openapi_document_is_served_and_checked_in_without_drift(server):
+    from tracec_runtime.serve.openapi import OPENAPI, document_bytes
+
+    repo = Path(__file__).resolve().parents[1]
+    assert (repo / "schemas" / "serve.openapi.json").read_bytes() == document_bytes(), (
+        "schemas/serve.openapi.json drifted: python -m tracec_runtime.serve.openapi "
+        "> schemas/serve.openapi.json")
+    status, doc = server.get("/openapi.json")
+    assert status == 200 and doc == json.loads(json.dumps(OPENAPI))
+    assert {"/v1/route", "/v1/feedback", "/healthz", "/readyz", "/metrics", "/predict"} <= set(doc["paths"])

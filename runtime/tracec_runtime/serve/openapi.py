@@ -70,3 +70,16 @@ OPENAPI = {
                                       "responses": _answers({"type": "object"}, 401, 409)}},
     },
 }
+
+
+def document_bytes() -> bytes:
+    """The checked-in form (``schemas/serve.openapi.json``): sorted keys, 2-space indent."""
+    import json
+
+    return (json.dumps(OPENAPI, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+if __name__ == "__main__":  # python -m tracec_runtime.serve.openapi > schemas/serve.openapi.json
+    import sys
+
+    sys.stdout.buffer.write(document_bytes())
