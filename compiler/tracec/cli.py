@@ -67,7 +67,7 @@ def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees,
                 size_budget_mb, signing_key, previous, previous_public_key, no_examples,
                 teacher_cost_per_1k, daily_volume, force, as_json):
     """Compile TRACES (JSONL) into a bundle.  Exit 0: gate open; 1: refused (closed bundle written)."""
-    from tracec.config import CompileConfig, parse_alphas
+    from tracec.config import CompileConfig, budget_bytes, parse_alphas
     from tracec.pipeline import compile_bundle
     from tracec.splits import parse_fractions
 
@@ -75,7 +75,7 @@ def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees,
         traces=traces, out=out, embeddings=embeddings, embedder_id=embedder_id,
         alphas=parse_alphas(alpha), delta=delta, seed=seed, include_trees=trees,
         families=tuple(f.strip() for f in families.split(",") if f.strip()),
-        fractions=parse_fractions(split_text), size_budget_bytes=int(size_budget_mb * 1e6),
+        fractions=parse_fractions(split_text), size_budget_bytes=budget_bytes(size_budget_mb),
         signing_key=signing_key, previous=previous, previous_public_key=previous_public_key,
         no_examples=no_examples, teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume,
         force=force)
