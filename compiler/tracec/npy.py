@@ -36,6 +36,7 @@ MAX_DIMS = 32
 _MAX_DIM_DIGITS = 19
 _KEYS = ("descr", "fortran_order", "shape")
 _DESCR = re.compile(r"^[<>|=]?[A-Za-z?][0-9]{0,4}(\[[A-Za-z0-9]{1,8}\])?$")
+_WORDS = {"int": "an integer", "name": "True or False", "str": "a quoted string"}
 _TOKEN = re.compile(r"""[ \t]*(?:(?P<str>'[^'\\\n]*'|"[^"\\\n]*")|(?P<int>[0-9]+)"""
                     r"""|(?P<name>True|False)|(?P<punct>[{}():,]))""")
 
@@ -84,8 +85,8 @@ class _Parser:
         self.i += 1
         token = value if kind == "punct" else kind
         if expected and token not in expected:
-            raise _bad(self.path, f"{value!r} in the header where {' or '.join(expected)} was "
-                                  f"expected")
+            wanted = " or ".join(_WORDS.get(e, repr(e)) for e in expected)
+            raise _bad(self.path, f"{value!r} in the header where {wanted} was expected")
         return kind, value
 
     def peek(self, value: str) -> bool:
