@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from conftest import data_path, run_tracec, write_subset
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("publish_cli")
-    rows = np.sort(np.random.default_rng(4).choice(10003, 300, replace=False))
-    return write_subset(tmp, data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
-                        data_path("banking77", "train.minilm-l6-v2.f16.npy"), rows, "b77c")
+from conftest import run_tracec
+from test_publish import small  # noqa: F401  (the same 300-row real-data fixture)
 
 
 def _compile(small, out, *extra, **kw):
