@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from conftest import data_path
 from tracec import jsonline, npy
 from tracec.embeddings import load_embeddings
-from tracec.errors import EmbeddingError, TraceFileError, TracecError
+from tracec.errors import EmbeddingError, TracecError, TraceFileError
 from tracec.traces import load_traces
 
 FUZZ_EXAMPLES = int(os.environ.get("TRACEC_FUZZ_EXAMPLES", "1000"))

@@ -31,12 +31,17 @@ from tracec.pipeline import compile_bundle
 from tracec_runtime.verify import verify_bundle
 
 
+def banking77_300(tmp_path_factory, seed: int):
+    """300 Banking77 rows (real teacher) and their precomputed embeddings."""
+    rows = np.sort(np.random.default_rng(seed).choice(10003, 300, replace=False))
+    return write_subset(tmp_path_factory.mktemp("publish"),
+                        data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
+                        data_path("banking77", "train.minilm-l6-v2.f16.npy"), rows, "b77p")
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("publish")
-    rows = np.sort(np.random.default_rng(3).choice(10003, 300, replace=False))
-    return write_subset(tmp, data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
-                        data_path("banking77", "train.minilm-l6-v2.f16.npy"), rows, "b77p")
+    return banking77_300(tmp_path_factory, 3)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +76,7 @@ def _leftovers(out: Path) -> list[str]:
 
 def _during_compile(monkeypatch, action):
     """Run ``action()`` in the middle of the compile (after staging began, before publish)."""
-    import tracec.pipeline as pipeline
+    from tracec import pipeline
     real = pipeline.shadow_gate
 
     def gate(*a, **kw):
@@ -320,7 +325,7 @@ def test_crash_between_the_two_renames_is_recovered(small, reference, tmp_path):
 
 
 def test_disk_full_during_staging_is_typed_and_leaves_nothing(small, tmp_path, monkeypatch):
-    import tracec.emit as emit
+    from tracec import emit
     real, calls = emit.write_file, []
 
     def write_file(root, name, data):
@@ -343,7 +348,7 @@ def test_disk_full_on_a_real_tiny_tmpfs(small, tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+                      capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     try:
         out = mnt / "out"
@@ -352,7 +357,7 @@ def test_disk_full_on_a_real_tiny_tmpfs(small, tmp_path):
         assert list(mnt.iterdir()) == []
     finally:
         for _ in range(20):
-            if subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0:
+            if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode == 0:
                 break
             time.sleep(0.1)
 

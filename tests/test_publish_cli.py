@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_tracec
-from test_publish import small  # noqa: F401  (the same 300-row real-data fixture)
+from test_publish import banking77_300
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return banking77_300(tmp_path_factory, 4)
 
 
 def _compile(small, out, *extra, **kw):

@@ -118,7 +118,7 @@ class Destination:
         self.keep = False  # set when the work dir holds something that must not be deleted
 
     # -- lifetime -----------------------------------------------------------------------
-    def __enter__(self) -> "Destination":
+    def __enter__(self) -> Destination:
         with self._writes():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,12 +137,13 @@ class Destination:
             if self.lock.stale:
                 self.say(f"note: {self.lock.path.name} was left by a compile that was killed "
                          f"(pid {self.lock.stale.get('pid', '?')}); taking it over")
-            self._recover()
-            self._check()
             with self._writes():
-                self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tracec-work-",
-                                                  dir=self.path.parent))
-                self._state("staging")
+                self._recover()
+                self._check()
+                with critical():  # a work dir always has its owner.json
+                    self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tracec-work-",
+                                                      dir=self.path.parent))
+                    self._state("staging")
         except BaseException:
             self._close()
             raise
@@ -152,9 +153,10 @@ class Destination:
         self._close()
 
     def _close(self) -> None:
-        if self.work is not None and not self.keep:
-            shutil.rmtree(self.work, ignore_errors=True)
-        self.lock.release()
+        with critical():  # a signal now would leave the partial bundle behind: finish first
+            if self.work is not None and not self.keep:
+                shutil.rmtree(self.work, ignore_errors=True)
+            self.lock.release()
 
     @contextlib.contextmanager
     def _writes(self) -> Iterator[None]:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["rename_noreplace", "exchange", "PathLock", "LockBusy", "owner_record", "owner_alive"]
+__all__ = ["LockBusy", "PathLock", "exchange", "owner_alive", "owner_record", "rename_noreplace"]
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
@@ -119,7 +119,7 @@ class PathLock:
         self.fd: Optional[int] = None
         self.stale: Optional[dict] = None  # the record a killed owner left, if any
 
-    def acquire(self) -> "PathLock":
+    def acquire(self) -> PathLock:
         for _ in range(100):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:

@@ -28,7 +28,7 @@ import numpy as np
 
 from tracec.errors import EmbeddingError
 
-__all__ = ["MAGIC", "MAX_HEADER", "MAX_DIMS", "NpyHeader", "read_header", "read_array"]
+__all__ = ["MAGIC", "MAX_DIMS", "MAX_HEADER", "NpyHeader", "read_array", "read_header"]
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 10_000  # bytes of header dict (numpy's own default limit)
@@ -112,8 +112,7 @@ class _Parser:
     def value(self, key: str) -> object:
         if key == "shape":
             return self.shape()
-        kind, value = self.next("str" if key == "descr" else "name")
-        return value
+        return self.next("str" if key == "descr" else "name")[1]
 
     def header(self) -> dict:
         self.next("{")

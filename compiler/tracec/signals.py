@@ -15,7 +15,7 @@ import signal
 import threading
 from typing import Iterator, Optional
 
-__all__ = ["Terminated", "terminate_as_exception", "critical"]
+__all__ = ["Terminated", "critical", "terminate_as_exception"]
 
 
 class Terminated(BaseException):
