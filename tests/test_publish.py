@@ -173,6 +173,29 @@ def test_force_replaces_an_empty_directory(small, tmp_path):
     verify_bundle(out, allow_unsigned=True)
 
 
+@pytest.mark.parametrize("swap", ["exchange", "two-renames"])
+def test_force_bundle_changed_between_check_and_swap_is_put_back(small, reference, tmp_path,
+                                                                 monkeypatch, swap):
+    """The last window: --out changes after publish re-verified it and before the swap.  What
+    came out of --out is verified again at its private name, found changed, and put back."""
+    import tracec.bundle as bundle
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    real = bundle.exchange
+
+    def exchange(a, b):
+        if not (out / "late.txt").exists():
+            (out / "late.txt").write_text("mine")
+        return real(a, b) if swap == "exchange" else False
+
+    monkeypatch.setattr(bundle, "exchange", exchange)
+    with pytest.raises(OutputError, match="extra: late.txt"):
+        compile_bundle(_config(small, out, force=True))
+    assert (out / "late.txt").read_text() == "mine"
+    assert {k: v for k, v in _tree(out).items() if k != "late.txt"} == _tree(reference)
+    assert _leftovers(out) == []
+
+
 # -- two compiles into one path ------------------------------------------------------------
 
 
@@ -301,6 +324,29 @@ def test_leftovers_of_a_live_process_are_not_touched(small, tmp_path):
     said = []
     compile_bundle(_config(small, out), progress=said.append)
     assert (work / "bundle").is_dir() and any("may still run" in s for s in said), said
+
+
+@pytest.mark.skipif(not Path("/proc/1/stat").exists(), reason="needs Linux /proc")
+def test_leftovers_whose_pid_was_reused_are_removed(small, tmp_path):
+    """The recorded pid runs again, but as a process that started after the record: not ours."""
+    out = tmp_path / "out"
+    work = tmp_path / f".{out.name}.tracec-work-reused"
+    (work / "bundle").mkdir(parents=True)
+    (work / "owner.json").write_text(json.dumps({**fsatomic.owner_record(), "pid": 1,
+                                                 "started_unix": 0, "tool": "tracec",
+                                                 "state": "staging"}))
+    compile_bundle(_config(small, out))
+    assert not work.exists()
+
+
+def test_lock_path_that_is_a_symlink_is_never_followed(small, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not truncate")
+    out = tmp_path / "out"
+    (tmp_path / f".{out.name}.tracec-lock").symlink_to(victim)
+    with pytest.raises(OutputError, match="is not a regular file"):
+        compile_bundle(_config(small, out))
+    assert victim.read_text() == "do not truncate" and not out.exists()
 
 
 def test_crash_between_the_two_renames_is_recovered(small, reference, tmp_path):

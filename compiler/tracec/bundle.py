@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from tracec.errors import OutputError, ParameterError, TracecError
-from tracec.fsatomic import LockBusy, PathLock, exchange, owner_alive, owner_record, rename_noreplace
+from tracec.fsatomic import (LockBusy, LockPathError, PathLock, exchange, owner_alive, owner_record,
+                             rename_noreplace)
 from tracec.signals import critical
 from tracec_runtime.canonical import canonical_file_bytes
 from tracec_runtime.envelope import seal
@@ -127,6 +128,9 @@ class Destination:
                                      self.shown) from None
             try:
                 self.lock.acquire()
+            except LockPathError:
+                raise OutputError(self.shown, f"{self.lock.path} is not a regular file (a "
+                                  f"symlink, directory or device); remove it") from None
             except LockBusy as e:
                 o = e.owner
                 raise OutputError(self.shown, f"another tracec compile is writing it (pid "
@@ -235,9 +239,9 @@ class Destination:
             if why is not None:  # it changed between the check and the swap: swap back
                 back = exchange(staged, self.path)
                 self.keep = not back
-                where = "it was put back" if back else f"it is kept at {staged}"
-                raise OutputError(self.shown, f"it changed while publishing and {why}; {where} "
-                                  f"and the new bundle was discarded")
+                where = ("it was put back and the new bundle discarded" if back else
+                         f"the new bundle is at --out and what was there is kept at {staged}")
+                raise OutputError(self.shown, f"it changed while publishing and {why}; {where}")
             return
         old = self.work / "old"  # no atomic exchange here: two renames, recoverable
         os.rename(self.path, old)

@@ -28,11 +28,13 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["LockBusy", "PathLock", "exchange", "owner_alive", "owner_record", "rename_noreplace"]
+__all__ = ["LockBusy", "LockPathError", "PathLock", "exchange", "owner_alive", "owner_record",
+           "rename_noreplace"]
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
@@ -85,8 +87,20 @@ def exchange(a: Path, b: Path) -> bool:
 
 
 def owner_record() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    now = time.time()
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started_unix": int(now),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+
+
+def _process_start(pid: int) -> Optional[float]:
+    """When ``pid`` started (Unix time, Linux /proc), or None if it cannot be told."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
 
 
 def owner_alive(owner: dict) -> Optional[bool]:
@@ -99,7 +113,10 @@ def owner_alive(owner: dict) -> Optional[bool]:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    started, since = owner.get("started_unix"), _process_start(pid)
+    if type(started) is int and since is not None and since > started + 2:
+        return False  # the pid was reused by a process that started after the record
     return True
 
 
@@ -109,6 +126,10 @@ class LockBusy(Exception):
     def __init__(self, path: Path, owner: dict):
         self.path, self.owner = path, owner
         super().__init__(str(path))
+
+
+class LockPathError(Exception):
+    """The lock path exists but is not a regular file (a symlink, directory, FIFO or device)."""
 
 
 class PathLock:
@@ -121,8 +142,16 @@ class PathLock:
 
     def acquire(self) -> PathLock:
         for _ in range(100):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:  # never through a symlink, never blocking on a FIFO
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                             | os.O_NONBLOCK, 0o600)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                    raise LockPathError(self.path) from None
+                raise
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise LockPathError(self.path)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 owner = _read_owner(fd)
