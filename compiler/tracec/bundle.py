@@ -5,8 +5,7 @@
 1. it takes an exclusive lock ``.NAME.tracec-lock`` beside ``out`` (a second
    compile into the same path fails at once);
 2. it recovers the leftovers of an earlier compile into ``out`` that was killed
-   (``.NAME.tracec-work-*`` directories whose ``owner.json`` names a process of
-   this host that is gone) and reports any it cannot prove are its own;
+   (``leftovers.recover``) and reports any it cannot prove are its own;
 3. it checks ``out``: absent, or (with ``--force``) an empty directory or a
    directory that verifies as a tracec bundle (envelope, statement, file list,
    digests);
@@ -26,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -34,17 +32,15 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from tracec.errors import OutputError, ParameterError, TracecError
-from tracec.fsatomic import (LockBusy, LockPathError, PathLock, exchange, owner_alive, owner_record,
-                             rename_noreplace)
+from tracec.errors import OutputError, ParameterError
+from tracec.fsatomic import LockBusy, LockPathError, PathLock, exchange, rename_noreplace
+from tracec.leftovers import WORK, recover, replaceable, write_owner
 from tracec.signals import critical
 from tracec_runtime.canonical import canonical_file_bytes
 from tracec_runtime.envelope import seal
-from tracec_runtime.verify import verify_bundle
 
 MANIFEST = "manifest.json"
 ENVELOPE = "bundle.dsse.json"
-OWNER = "owner.json"
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                  errno.EIO}
 _TAKEN = {errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
@@ -88,26 +84,6 @@ def resolve_out(out: Path) -> Path:
     return target
 
 
-def replaceable(path: Path) -> Optional[str]:
-    """Why ``path`` may not be replaced by ``--force`` (None: an empty directory or a bundle)."""
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        return f"it cannot be read ({e.strerror})"
-    if stat.S_ISLNK(st.st_mode):
-        return "it is a symlink"
-    if not stat.S_ISDIR(st.st_mode):
-        return "it is not a directory"
-    with contextlib.suppress(OSError):
-        if not any(os.scandir(path)):
-            return None
-    try:
-        verify_bundle(path, allow_unsigned=True)
-    except TracecError as e:
-        return f"it does not verify as a tracec bundle ({e})"
-    return None
-
-
 class Destination:
     """The ``--out`` of one compile: locked, checked, staged and published (see the module doc)."""
 
@@ -120,6 +96,14 @@ class Destination:
 
     # -- lifetime -----------------------------------------------------------------------
     def __enter__(self) -> Destination:
+        try:
+            self._enter()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def _enter(self) -> None:
         with self._writes():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,21 +121,15 @@ class Destination:
                                   f"{o.get('pid', '?')} on {o.get('host', '?')}, since "
                                   f"{o.get('started', '?')}); wait for it or choose another "
                                   f"--out") from None
-        try:
             if self.lock.stale:
                 self.say(f"note: {self.lock.path.name} was left by a compile that was killed "
                          f"(pid {self.lock.stale.get('pid', '?')}); taking it over")
-            with self._writes():
-                self._recover()
-                self._check()
-                with critical():  # a work dir always has its owner.json
-                    self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tracec-work-",
-                                                      dir=self.path.parent))
-                    self._state("staging")
-        except BaseException:
-            self._close()
-            raise
-        return self
+            recover(self.path, self.shown, self.say)
+            self._check()
+            with critical():  # a work dir always has its owner.json
+                self.work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{WORK}",
+                                                  dir=self.path.parent))
+                self._state("staging")
 
     def __exit__(self, *_exc) -> None:
         self._close()
@@ -175,10 +153,7 @@ class Destination:
                               f"nothing was published and the partial bundle is removed") from None
 
     def _state(self, state: str) -> None:
-        doc = {**owner_record(), "tool": "tracec", "out": str(self.path), "state": state}
-        tmp = self.work / f".{OWNER}.tmp"
-        tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.work / OWNER)
+        write_owner(self.work, self.path, state)
 
     # -- checks -------------------------------------------------------------------------
     def _check(self) -> None:
@@ -259,43 +234,3 @@ class Destination:
             self.keep = True
             raise OutputError(self.shown, f"publishing failed and the previous contents could "
                               f"not be moved back; they are kept at {old}") from None
-
-    # -- leftovers of killed compiles ---------------------------------------------------
-    def _recover(self) -> None:
-        prefix = f".{self.path.name}."
-        for entry in sorted(os.scandir(self.path.parent), key=lambda e: e.name):
-            if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
-                continue
-            rest = entry.name[len(prefix):]
-            if rest.startswith("tracec-work-"):
-                self._recover_one(Path(entry.path))
-            elif rest.endswith(".staging") or rest.startswith("old-"):
-                self.say(f"note: {entry.path} looks like a leftover of an older tracec; "
-                         f"not touched (remove it yourself if it is not needed)")
-
-    def _recover_one(self, work: Path) -> None:
-        try:
-            owner = json.loads((work / OWNER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            owner = None
-        if not isinstance(owner, dict) or owner.get("tool") != "tracec":
-            self.say(f"note: {work} has no readable {OWNER}; not touched")
-            return
-        who = f"pid {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
-        if owner_alive(owner) is not False:
-            self.say(f"note: {work} belongs to a process that may still run ({who}); not touched")
-            return
-        if owner.get("state") == "swapping":  # killed while replacing a bundle
-            old = work / "old"
-            if not os.path.lexists(self.path) and os.path.isdir(old) and replaceable(old) is None:
-                rename_noreplace(old, self.path)
-                self.say(f"restored the previous bundle at {self.shown} from {work} "
-                         f"(a compile, {who}, was killed while replacing it)")
-            kept = [p for p in (work / "bundle", work / "old")
-                    if os.path.lexists(p) and replaceable(p) is not None]
-            if kept:
-                self.say(f"warning: {work} ({who}) holds {', '.join(p.name for p in kept)} that "
-                         f"does not verify as a bundle; not touched, inspect it yourself")
-                return
-        shutil.rmtree(work, ignore_errors=True)
-        self.say(f"removed {work}: the leftovers of a compile that was killed ({who})")

@@ -167,10 +167,9 @@ class PathLock:
             if not same:  # released and unlinked by its owner meanwhile: retry on the new file
                 os.close(fd)
                 continue
-            self.stale = _read_owner(fd) or None
-            os.ftruncate(fd, 0)
+            self.fd, self.stale = fd, _read_owner(fd) or None
+            os.ftruncate(fd, 0)  # (a failure here leaves the lock held: release() cleans up)
             os.pwrite(fd, json.dumps(owner_record(), sort_keys=True).encode() + b"\n", 0)
-            self.fd = fd
             return self
         raise LockBusy(self.path, {})
 
