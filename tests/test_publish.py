@@ -74,6 +74,13 @@ def _leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
 
 
+def _assert_untouched_plus(out: Path, reference: Path, added: str) -> None:
+    """``out`` is still the reference bundle plus the user's ``added`` file, and nothing is left."""
+    assert (out / added).read_text() == "mine"
+    assert {k: v for k, v in _tree(out).items() if k != added} == _tree(reference)
+    assert _leftovers(out) == []
+
+
 def _during_compile(monkeypatch, action):
     """Run ``action()`` in the middle of the compile (after staging began, before publish)."""
     from tracec import pipeline
@@ -128,9 +135,7 @@ def test_force_bundle_changed_during_compile_is_not_replaced(small, reference, t
     _during_compile(monkeypatch, lambda: (out / "added-later.txt").write_text("mine"))
     with pytest.raises(OutputError, match="extra: added-later.txt"):
         compile_bundle(_config(small, out, force=True))
-    assert (out / "added-later.txt").read_text() == "mine"
-    assert {k: v for k, v in _tree(out).items() if k != "added-later.txt"} == _tree(reference)
-    assert _leftovers(out) == []
+    _assert_untouched_plus(out, reference, "added-later.txt")
 
 
 # -- --force trusts only a verified bundle --------------------------------------------------
@@ -191,9 +196,7 @@ def test_force_bundle_changed_between_check_and_swap_is_put_back(small, referenc
     monkeypatch.setattr(bundle, "exchange", exchange)
     with pytest.raises(OutputError, match="extra: late.txt"):
         compile_bundle(_config(small, out, force=True))
-    assert (out / "late.txt").read_text() == "mine"
-    assert {k: v for k, v in _tree(out).items() if k != "late.txt"} == _tree(reference)
-    assert _leftovers(out) == []
+    _assert_untouched_plus(out, reference, "late.txt")
 
 
 # -- two compiles into one path ------------------------------------------------------------
