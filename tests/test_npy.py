@@ -113,3 +113,22 @@ def test_npy_zero_itemsize_dtype_is_refused():
     data = _npy("{'descr': '|S0', 'fortran_order': False, 'shape': (1000000000, 1000000000)}", b"")
     with pytest.raises(EmbeddingError, match="positive item size"):
         npy.read_array("X.npy", data, npy.read_header("X.npy", data))
+
+
+def test_npy_sparse_2gb_file_is_refused_without_reading_it(tmp_path):
+    """A valid header for 10 x 4 float32 followed by 2 GB (sparse) of trailing bytes: the size
+    check runs on the header and stat() alone, so the payload is never read."""
+    path = tmp_path / "X.npy"
+    buf = io.BytesIO()
+    np.save(buf, np.ones((10, 4), np.float32))
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+        f.truncate(2_000_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(EmbeddingError, match="trailing bytes after them"):
+            load_embeddings(path, 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20

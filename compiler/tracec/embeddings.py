@@ -80,11 +80,8 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     Returns the array and the SHA-256 of the file's bytes.  Raises ``EmbeddingError``.
     """
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise EmbeddingError(name, f"expected a readable .npy file, found {e.strerror or e}") from None
-    header = npy.read_header(name, data)  # strict grammar, bounded; nothing allocated yet
+    data = npy.read_file(name)  # header and file size checked before the payload is read
+    header = npy.read_header(name, data)
     shape, dtype = header.shape, header.dtype
     if dtype.hasobject:
         raise EmbeddingError(name, f"expected a float16/float32/float64 array, found dtype "

@@ -9,7 +9,8 @@ allocates whatever the header claims (a shape of (2500, 10^12) asks for
   writes: the keys ``descr`` (a simple dtype string), ``fortran_order`` (True or
   False) and ``shape`` (a tuple of at most ``MAX_DIMS`` non-negative ints), in
   any order, with an optional trailing comma, padded with spaces, ending ``\\n``;
-* :func:`read_array` checks that the bytes after the header are exactly
+* :func:`read_file` checks the header and the file size before reading the
+  payload; :func:`read_array` checks that the bytes after the header are exactly
   ``prod(shape) * itemsize`` (a truncated file and trailing garbage are both
   refused) before it builds a view on them; object dtypes are never read.
 
@@ -20,15 +21,17 @@ what was found.
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 
 from tracec.errors import EmbeddingError
 
-__all__ = ["MAGIC", "MAX_DIMS", "MAX_HEADER", "NpyHeader", "read_array", "read_header"]
+__all__ = ["MAGIC", "MAX_DIMS", "MAX_HEADER", "NpyHeader", "read_array", "read_file", "read_header"]
 
 MAGIC = b"\x93NUMPY"
 MAX_HEADER = 10_000  # bytes of header dict (numpy's own default limit)
@@ -175,8 +178,15 @@ def read_array(path: str, data: bytes, header: NpyHeader) -> np.ndarray:
                                    f"array; tracec never unpickles)")
     if dtype.itemsize == 0:
         raise EmbeddingError(path, f"expected a dtype with a positive item size, found {dtype}")
+    count = _check_payload(path, header, len(data) - header.offset)
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header.offset)
+    return arr.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
+def _check_payload(path: str, header: NpyHeader, found: int) -> int:
+    """The element count, once ``found`` payload bytes are exactly what the header claims."""
     count = math.prod(header.shape)
-    expected, found = count * dtype.itemsize, len(data) - header.offset
+    expected = count * header.dtype.itemsize
     values = " x ".join(f"{d:,}" for d in header.shape) or "1"
     if found < expected:
         raise EmbeddingError(path, f"expected {values} values after the .npy header, found a "
@@ -184,5 +194,24 @@ def read_array(path: str, data: bytes, header: NpyHeader) -> np.ndarray:
     if found > expected:
         raise EmbeddingError(path, f"expected {values} values after the .npy header and nothing "
                                    f"more, found {found - expected:,} trailing bytes after them")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header.offset)
-    return arr.reshape(header.shape, order="F" if header.fortran_order else "C")
+    return count
+
+
+def read_file(path: Union[str, os.PathLike]) -> bytes:
+    """The bytes of a ``.npy`` file whose header parses and whose size matches it.
+
+    Only the header is read before the check, so a file claiming (or holding) far more than
+    its shape is refused without reading it.  (Object arrays are left to the caller's dtype
+    check: their size cannot be known from the header.)
+    """
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(MAX_HEADER + 12)
+            header = read_header(name, prefix)
+            if not header.dtype.hasobject and header.dtype.itemsize:
+                _check_payload(name, header, size - header.offset)
+            return prefix + f.read()
+    except OSError as e:
+        raise EmbeddingError(name, f"expected a readable .npy file, found {e.strerror or e}") from None
