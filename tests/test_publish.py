@@ -26,7 +26,7 @@ from conftest import data_path, write_subset
 from tracec import fsatomic
 from tracec.bundle import Destination
 from tracec.config import CompileConfig
-from tracec.errors import OutputError, ParameterError
+from tracec.errors import OutputError, ParameterError, TraceFileError
 from tracec.pipeline import compile_bundle
 from tracec_runtime.verify import verify_bundle
 
@@ -197,6 +197,16 @@ def test_force_bundle_changed_between_check_and_swap_is_put_back(small, referenc
     with pytest.raises(OutputError, match="extra: late.txt"):
         compile_bundle(_config(small, out, force=True))
     _assert_untouched_plus(out, reference, "late.txt")
+
+
+def test_failed_compile_removes_the_parent_directories_it_created(small, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    lines = small[0].read_text(encoding="utf-8").splitlines()
+    bad.write_text("\n".join(lines[:-1] + ['{"input": "x", "teacher": 7}']) + "\n", encoding="utf-8")
+    out = tmp_path / "new" / "deeper" / "out"
+    with pytest.raises(TraceFileError, match=f"bad.jsonl:{len(lines)}"):
+        compile_bundle(CompileConfig(traces=bad, out=out, embeddings=small[1], alphas=(0.8,)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
 
 
 # -- two compiles into one path ------------------------------------------------------------

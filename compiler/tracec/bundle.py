@@ -93,6 +93,8 @@ class Destination:
         self.lock = PathLock(self.path.with_name(f".{self.path.name}.tracec-lock"))
         self.work: Optional[Path] = None
         self.keep = False  # set when the work dir holds something that must not be deleted
+        self.created: list[Path] = []  # parent directories this compile made, deepest first
+        self.published = False
 
     # -- lifetime -----------------------------------------------------------------------
     def __enter__(self) -> Destination:
@@ -105,6 +107,10 @@ class Destination:
 
     def _enter(self) -> None:
         with self._writes():
+            parent = self.path.parent
+            while not os.path.lexists(parent):
+                self.created.append(parent)
+                parent = parent.parent
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
@@ -139,6 +145,11 @@ class Destination:
             if self.work is not None and not self.keep:
                 shutil.rmtree(self.work, ignore_errors=True)
             self.lock.release()
+            for made in [] if self.published else self.created:
+                try:
+                    os.rmdir(made)  # only if still empty
+                except OSError:
+                    break
 
     @contextlib.contextmanager
     def _writes(self) -> Iterator[None]:
@@ -194,6 +205,7 @@ class Destination:
                     self._replace(staged)
                 else:
                     self._place(staged)
+                self.published = True
 
     def _place(self, staged: Path) -> None:
         try:
