@@ -71,11 +71,12 @@ def compile_cmd(traces, trace_options, out, embeddings, embedder_id, alpha, delt
     """Compile TRACES (a file, .gz or - for stdin; --format) into a bundle.  Exit 0: gate open;
     1: refused (closed bundle written)."""
     from tracec.api import compile as compile_traces
+    from tracec.config import budget_bytes
 
     result = compile_traces(
         traces, out=out, alpha=alpha, delta=delta, embeddings=embeddings, signing_key=signing_key,
         progress=_say, embedder_id=embedder_id, seed=seed, include_trees=trees, families=families,
-        fractions=split_text, size_budget_bytes=int(size_budget_mb * 1e6), previous=previous,
+        fractions=split_text, size_budget_bytes=budget_bytes(size_budget_mb), previous=previous,
         previous_public_key=previous_public_key, no_examples=no_examples,
         teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume, force=force,
         **trace_options)

@@ -56,7 +56,7 @@ class CompileConfig:
         check_fractions(tuple(self.fractions))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ParameterError("seed", "compile", "a non-negative int", self.seed)
-        if self.size_budget_bytes < 10_000:
+        if type(self.size_budget_bytes) is not int or self.size_budget_bytes < 10_000:
             raise ParameterError("size_budget", "compile", "at least 10 kB", self.size_budget_bytes)
         if self.min_accept < 1:
             raise ParameterError("min_accept", "compile", "a positive int", self.min_accept)
@@ -110,6 +110,15 @@ def parse_alphas(text: str) -> tuple[float, ...]:
     if not values:
         raise ParameterError("alpha", "compile", "a float in (0, 1)", text)
     return values
+
+
+def budget_bytes(megabytes: float) -> int:
+    """``--size-budget-mb`` as bytes: a finite number of megabytes, at least 0.01 (10 kB)."""
+    if isinstance(megabytes, bool) or not isinstance(megabytes, (int, float)) \
+            or not math.isfinite(megabytes) or megabytes < 0.01:
+        raise ParameterError("size_budget_mb", "compile", "a finite number of megabytes >= 0.01",
+                             megabytes)
+    return int(megabytes * 1e6)
 
 
 def _unit(name: str, value: float) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from tracec import npy
 from tracec.errors import EmbeddingError, InputError
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -73,21 +73,6 @@ def default_spec() -> EmbedderSpec:
 # --------------------------------------------------------------------------
 
 
-def _read_header(path: str, data: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    buf = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(buf)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(buf)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(buf)
-        else:
-            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, SyntaxError, EOFError) as e:
-        raise EmbeddingError(path, f"expected a NumPy .npy file, found unreadable data ({e})") from None
-    return shape, dtype
-
-
 def load_embeddings(path: Union[str, Path], n_rows: int, *,
                     traces_path: Union[str, Path, None] = None) -> tuple[np.ndarray, str]:
     """Load a 2-D float ``.npy`` with ``n_rows`` finite rows as C-contiguous float32.
@@ -95,17 +80,10 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     Returns the array and the SHA-256 of the file's bytes.  Raises ``EmbeddingError``.
     """
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise EmbeddingError(name, f"expected a readable .npy file, found {e.strerror or e}") from None
-    shape, dtype = _read_header(name, data)
-    _check_layout(name, shape, dtype, n_rows, traces_path)
-    try:
-        raw = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError) as e:
-        raise EmbeddingError(name, f"expected {shape[0]:,} x {shape[1]} values after the .npy header, "
-                                   f"found a truncated or corrupt file ({e})") from None
+    data = npy.read_file(name)  # header and file size checked before the payload is read
+    header = npy.read_header(name, data)
+    _check_layout(name, header.shape, header.dtype, n_rows, traces_path)
+    raw = npy.read_array(name, data, header)  # exactly rows x dim values, no trailing bytes
     out = _finite_float32(name, raw, traces_path)
     return out, hashlib.sha256(data).hexdigest()
 

@@ -21,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tracec import emit
-from tracec.bundle import check_destination, publish, seal_bundle, staging
+from tracec.bundle import Destination, seal_bundle
 from tracec.candidates import train_pool
 from tracec.config import CompileConfig
 from tracec.export import build_policy_graph, verified_fastpath
@@ -30,6 +30,7 @@ from tracec.gate import shadow_gate
 from tracec.inputs import load_inputs
 from tracec.measure import concat, measured, route_split
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.signals import terminate_as_exception
 from tracec.splits import split_rows
 from tracec_runtime.router import Router
 
@@ -48,15 +49,19 @@ class CompileResult:
 
 
 def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -> CompileResult:
-    """Compile with one BLAS thread: deterministic sums, and faster on a small shared machine."""
-    with threadpool_limits(limits=1):
-        return _compile(config, progress)
+    """Compile with one BLAS thread: deterministic sums, and faster on a small shared machine.
+
+    ``--out`` is locked and checked first and held until the end (``bundle.Destination``);
+    SIGTERM raises ``signals.Terminated`` so the staging directory is removed.
+    """
+    with terminate_as_exception(), threadpool_limits(limits=1), \
+            Destination(config.out, config.force, progress) as dest:
+        return _compile(config, progress, dest)
 
 
-def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResult:
+def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destination) -> CompileResult:
     say = progress or (lambda _msg: None)
     clock = _Clock(say)
-    check_destination(config.out, config.force)
     signing_key = emit.load_signing_key(config)
     previous = emit.load_previous(config)
 
@@ -83,7 +88,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
     chosen: AlphaResult = frontier[0]
     frontier_doc = frontier_document(frontier)
 
-    with staging(config.out) as tmp:
+    with dest.staging() as tmp:
         candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes)
         emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits)
         router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
@@ -106,7 +111,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
             heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
             gate_open=gate_open, frontier=frontier_doc, previous=previous)
         seal_bundle(tmp, signing_key)
-        publish(tmp, config.out)
+        dest.publish(tmp)
 
     explanation = emit.explain(manifest, artifacts)
     return CompileResult(str(config.out), gate_open, manifest, frontier_doc, explanation,

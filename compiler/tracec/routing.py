@@ -7,7 +7,9 @@ from typing import Optional
 
 import numpy as np
 
+from tracec import npy
 from tracec.embeddings import load_embeddings
+from tracec.errors import EmbeddingError
 from tracec.loader import describe_read
 from tracec.manifest import dec
 from tracec.traces import load_traces
@@ -53,7 +55,8 @@ def _agreement(rows, labels: list[str], batch) -> dict:
 def _rows_of(path: Path) -> int:
     """Row count from the .npy header; an unreadable file falls through to the loader's typed error."""
     try:
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-    except Exception:  # noqa: BLE001 - load_embeddings reports it properly
+        with open(path, "rb") as f:
+            shape = npy.read_header(str(path), f.read(npy.MAX_HEADER + 12)).shape
+    except (OSError, EmbeddingError):
         return -1
     return int(shape[0]) if shape else -1

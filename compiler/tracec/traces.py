@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
+from tracec import jsonline
 from tracec.errors import TraceFileError
 from tracec.schemas import register
 from tracec_runtime.canonical import canonical_file_bytes
@@ -197,7 +198,9 @@ def _parse_line(path: str, lineno: int, raw: bytes) -> dict[str, Any]:
                                            "lines are only allowed at the end of the file, so "
                                            "that line N is always record N)")
     try:
-        obj = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        obj = jsonline.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except jsonline.LineError as e:  # depth, integer length, lone surrogates
+        raise TraceFileError(path, lineno, e.message, e.field) from None
     except json.JSONDecodeError as e:
         raise TraceFileError(path, lineno, f"expected a JSON object, found malformed JSON "
                                            f"({e.msg} at column {e.colno})") from None
