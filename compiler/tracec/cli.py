@@ -45,7 +45,11 @@ def cli() -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
               help="Row-aligned .npy embeddings (default: compute with all-MiniLM-L6-v2, cached).")
-@click.option("--embedder-id", help="Name of the model that produced --embeddings (recorded in the manifest).")
+@click.option("--embedder-id", help="Name of the model that produced --embeddings (required with it; recorded).")
+@click.option("--embedder", default="minilm-int8", show_default=True,
+              type=click.Choice(["minilm-int8", "sentence-transformers"]),
+              help="Text embedder: int8 ONNX (a text-in bundle carrying it) or sentence-transformers "
+                   "(extra tracec[embed-st]; embedding-in bundle).")
 @click.option("--alpha", default="0.9", show_default=True,
               help="Teacher-agreement target; a comma list builds frontier.json, the bundle uses the first.")
 @click.option("--delta", default=0.05, show_default=True, type=float, help="Allowed failure probability.")
@@ -63,7 +67,7 @@ def cli() -> None:
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees, families, split_text,
+def compile_cmd(traces, out, embeddings, embedder_id, embedder, alpha, delta, seed, trees, families, split_text,
                 size_budget_mb, signing_key, previous, previous_public_key, no_examples,
                 teacher_cost_per_1k, daily_volume, force, as_json):
     """Compile TRACES (JSONL) into a bundle.  Exit 0: gate open; 1: refused (closed bundle written)."""
@@ -72,7 +76,7 @@ def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees,
     from tracec.splits import parse_fractions
 
     config = CompileConfig(
-        traces=traces, out=out, embeddings=embeddings, embedder_id=embedder_id,
+        traces=traces, out=out, embeddings=embeddings, embedder_id=embedder_id, embedder=embedder,
         alphas=parse_alphas(alpha), delta=delta, seed=seed, include_trees=trees,
         families=tuple(f.strip() for f in families.split(",") if f.strip()),
         fractions=parse_fractions(split_text), size_budget_bytes=int(size_budget_mb * 1e6),
@@ -121,17 +125,23 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
 
 @cli.command("route")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--embeddings", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
+              help="Embeddings (.npy) to route; without it a text-in bundle embeds --traces or --text.")
 @click.option("--traces", type=click.Path(path_type=Path, dir_okay=False),
-              help="Row-aligned traces: adds coverage and TA against their teacher labels.")
+              help="JSONL inputs (teacher labels optional: they add TA); row-aligned with --embeddings.")
+@click.option("--text", "one_text", help="Route one text (text-in bundles).")
 @_key_options
 @click.option("--json", "as_json", is_flag=True)
-def route_cmd(bundle, embeddings, traces, public_key, allow_unsigned, as_json):
-    """Route EMBEDDINGS through BUNDLE; print decisions (and coverage/TA when --traces is given)."""
+def route_cmd(bundle, embeddings, traces, one_text, public_key, allow_unsigned, as_json):
+    """Route through BUNDLE; print decisions (and coverage/TA when --traces has teacher labels)."""
     from tracec.routing import route_file
 
     _require_key(public_key, allow_unsigned)
-    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned)
+    if embeddings is None and traces is None and one_text is None:
+        raise click.UsageError("pass --embeddings FILE.npy, --traces FILE.jsonl or --text TEXT")
+    if one_text is not None and (embeddings is not None or traces is not None):
+        raise click.UsageError("--text routes one text: it cannot be combined with --embeddings or --traces")
+    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned, one_text)
     _emit(outputs.RouteOutput, doc, as_json, text)
 
 
@@ -139,11 +149,12 @@ def route_cmd(bundle, embeddings, traces, public_key, allow_unsigned, as_json):
 @click.argument("traces", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def embed_cmd(traces, out):
-    """Embed TRACES' inputs with the default offline embedder into OUT (.npy, float32)."""
+    """Embed TRACES' inputs (JSONL; teacher labels not needed) with the default offline embedder
+    into OUT (.npy, float32)."""
     from tracec.embeddings import embed_texts, save_npy
-    from tracec.traces import load_traces
+    from tracec.texts import read_texts
 
-    rows = load_traces(traces)
+    rows = read_texts(traces)
     X = embed_texts(rows.inputs, progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
     save_npy(out, X)
     click.echo(json.dumps({"embeddings": str(out), "rows": int(X.shape[0]), "dimension": int(X.shape[1])}))
