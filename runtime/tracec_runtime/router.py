@@ -75,13 +75,14 @@ class Router:
         self._path, self._signer, self._manifest = bundle.path, bundle.signer, bundle.manifest
         where = str(bundle.path / MANIFEST)
         self._labels, self._dim, self._tau, self._gate_open = _policy(bundle.manifest, where)
+        # A text-in bundle: its embedder, built from the verified bytes, fingerprint checked
+        # (its manifest record is validated before any session exists).
+        self._embedder = load_text_embedder(bundle.manifest, bundle.files, bundle.path,
+                                            self._dim)
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
                                      len(self._labels), bundle.path)
         self._run, self._run_one = self._engine.run, self._engine.run_one
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
-        # A text-in bundle: its embedder, built from the verified bytes, fingerprint checked.
-        self._embedder = load_text_embedder(bundle.manifest, bundle.files, bundle.path,
-                                            self._dim)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], public_key: object = None, *,
