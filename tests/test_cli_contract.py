@@ -88,7 +88,7 @@ def test_route_json_is_one_document(small, tmp_path):
     out = tmp_path / "b"
     proc = run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "all-MiniLM-L6-v2", "--alpha", "0.8", "--out", out)
     assert proc.returncode in (0, 1), proc.stderr
-    proc = run_tracec("route", out, "--embeddings", emb, "--embedder-id", "all-MiniLM-L6-v2", "--traces", traces, "--allow-unsigned",
+    proc = run_tracec("route", out, "--embeddings", emb, "--traces", traces, "--allow-unsigned",
                       "--json", check_code=0)
     doc = json.loads(proc.stdout)
     assert doc["summary"]["rows"] == 3000 and len(doc["decisions"]) == 3000
