@@ -245,3 +245,21 @@ def test_malformed_text_record_refused(tmp_path, keys, field, value, words):
     root = make_text_bundle(tmp_path / "b", keys[0], text=text)
     with pytest.raises(UnsupportedFormatError, match=words):
         Router.load(root, keys[1])
+
+
+def test_batch_dependent_numbers_fall_back_to_one_row_per_run(monkeypatch):
+    """If this onnxruntime build's numbers depended on the batch, rows run one by one."""
+    from .text_fixtures import embedder_files
+
+    real = TextEmbedder._run
+
+    def batch_dependent(self, rows):
+        out = real(self, rows)
+        return out + np.float32(1e-6) if len(rows) > 1 else out
+    monkeypatch.setattr(TextEmbedder, "_run", batch_dependent)
+    model, tok = embedder_files()
+    emb = TextEmbedder(model, tok, max_tokens=256, dimension=384, where="x")
+    assert not emb.batch_invariant and emb.max_group == 1
+    texts = ["my card was declined", "my card got stolen", "I lost my card", "refund"]
+    batch, _ = emb.embed_many(texts)
+    assert np.array_equal(batch, np.stack([emb.embed_many([t])[0][0] for t in texts]))

@@ -25,6 +25,9 @@ CANARIES = (
     "my card got stolen",
 )
 MAX_ABS_DIFF = "0.0001"
+# Texts of one token length (6 with [CLS]/[SEP]): the embedder's batch-invariance self-check.
+EQUAL_LENGTH = ("my card was declined", "my card got stolen", "where is my money",
+                "how to top up", "I lost my card")
 
 
 def encode_vector(v: np.ndarray) -> str:

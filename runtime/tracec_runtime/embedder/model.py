@@ -6,7 +6,7 @@ first appearance, at most ``MAX_GROUP`` per run) so a run never pads, run the
 graph, mean-pool each row's token outputs (its attention mask is all ones)
 in float64, L2-normalise, cast to float32.  A row's numbers therefore never
 depend on the other rows of its batch.  At construction the embedder checks
-that a group of equal-length canaries gives bit-identical rows to running
+that a group of equal-length texts gives bit-identical rows to running
 them one by one; if this onnxruntime build does not, every row runs alone.
 Empty or whitespace-only text and text with unpaired surrogates are embedded
 as the empty string and flagged, so the router can defer them.
@@ -76,11 +76,11 @@ class TextEmbedder:
         return out
 
     def _check_batch_invariance(self) -> bool:
-        from tracec_runtime.embedder.fingerprint import CANARIES
+        from tracec_runtime.embedder.fingerprint import EQUAL_LENGTH
 
-        grouped, _ = self.embed_many(CANARIES)
+        grouped, _ = self.embed_many(EQUAL_LENGTH)
         self.max_group = 1
-        alone, _ = self.embed_many(CANARIES)
+        alone, _ = self.embed_many(EQUAL_LENGTH)
         if np.array_equal(grouped, alone):
             self.max_group = MAX_GROUP
             return True
