@@ -42,20 +42,25 @@ def _cos(X, ref) -> dict:
     return {"cos_min": round(float(c.min()), 5), "cos_median": round(float(np.median(c)), 5)}
 
 
-def _lat(fn, texts, warm: int = 20) -> tuple[dict, np.ndarray]:
-    for t in texts[:warm]:
-        fn(t)
-    out, times = [], []
+def _interleaved(paths: dict, texts, warm: int = 20) -> dict:
+    """Per text, each path once in turn: load on a shared machine hits every path alike."""
+    for fn in paths.values():
+        for t in texts[:warm]:
+            fn(t)
+    times = {k: [] for k in paths}
+    outs = {k: [] for k in paths}
     for t in texts:
-        t0 = time.perf_counter()
-        out.append(fn(t))
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
-    return ({"p50_ms": round(float(np.median(ms)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)},
-            np.stack(out))
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            v = fn(t)
+            times[name].append(time.perf_counter() - t0)
+            outs[name].append(v)
+    return {k: ({"p50_ms": round(float(np.median(v)) * 1e3, 3),
+                 "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 3)}, np.stack(outs[k]))
+            for k, v in times.items()}
 
 
-def _variant(files, level: str, pad: int | None):
+def _variant(files, level: str, pad):
     """A session over the same file with another optimisation level / fixed padding."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -86,26 +91,23 @@ def embedder_rows(texts, ref) -> list[dict]:
     from tracec import minilm
 
     files, emb = minilm.packaged_files(), minilm.embedder()
-    rows = []
-    lat, X = _lat(lambda t: emb.embed_many([t])[0][0], texts)
-    rows.append({"path": "int8 ONNX, tracec-embed/1 (shipped; ORT_ENABLE_ALL, 1 thread)", **lat,
-                 **_cos(X, ref)})
+    paths = {"int8 ONNX, tracec-embed/1 (shipped: ORT_ENABLE_ALL, 1 thread, no padding)":
+             lambda t: emb.embed_many([t])[0][0]}
     for level in ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED"):
-        lat, X = _lat(_variant(files, level, None), texts)
-        rows.append({"path": f"int8 ONNX, dynamic length, {level}", **lat, **_cos(X, ref)})
-    lat, X = _lat(_variant(files, "ORT_ENABLE_ALL", 128), texts[: max(50, len(texts) // 5)])
-    rows.append({"path": "int8 ONNX, padded to 128 as tokenizer.json ships", **lat,
-                 **_cos(X, ref[: len(X)])})
+        paths[f"int8 ONNX, no padding, {level}"] = _variant(files, level, None)
+    paths["int8 ONNX, padded to 128 as tokenizer.json ships"] = _variant(files, "ORT_ENABLE_ALL", 128)
+    missing = None
     try:
         import torch
         from tracec import embed_st
         torch.set_num_threads(1)
         model = embed_st.load_model()
-        lat, X = _lat(lambda t: model.encode([t], normalize_embeddings=True)[0], texts)
-        rows.append({"path": "sentence-transformers fp32 (torch, 1 thread)", **lat, **_cos(X, ref)})
+        paths["sentence-transformers fp32 (torch, 1 thread)"] = \
+            lambda t: model.encode([t], normalize_embeddings=True)[0]
     except Exception as exc:  # noqa: BLE001 - optional extra
-        rows.append({"path": f"sentence-transformers fp32: unavailable ({exc})"})
-    return rows
+        missing = f"sentence-transformers fp32: unavailable ({exc})"
+    rows = [{"path": k, **lat, **_cos(X, ref)} for k, (lat, X) in _interleaved(paths, texts).items()]
+    return rows + ([{"path": missing}] if missing else [])
 
 
 def throughput(texts) -> dict:
@@ -176,11 +178,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     texts, ref = _texts(args.data, args.n)
     from tokenizers import Tokenizer  # noqa: F401 - import cost outside the timings
-    doc = {"n_texts": len(texts), "single_text": embedder_rows(texts, ref),
+    doc = {"n_texts": len(texts), "load_average_before": list(os.getloadavg()),
+           "single_text": embedder_rows(texts, ref),
            "batched": throughput([json.loads(x)["input"] for x in
                                   (args.data / "banking77" / "test.jsonl").read_text("utf-8").splitlines()])}
     with tempfile.TemporaryDirectory() as tmp:
         doc.update(bundle_rows(Path(tmp)))
+    doc["load_average_after"] = list(os.getloadavg())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
     print("| path | p50 ms | p99 ms | cosine min | cosine median |\n|---|---|---|---|---|")
