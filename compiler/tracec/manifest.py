@@ -55,9 +55,9 @@ class EmbedderInfo(_Model):
     source: Literal["computed", "provided"] = Field(
         description="'computed' by tracec's embedder, or 'provided' with --embeddings")
     input: Literal["text", "embedding"] = Field(
-        description="'text': the bundle carries its embedder (route_text); "
-                    "'embedding': embedding-in only")
-    backend: Literal["minilm-int8", "sentence-transformers", "provided"]
+        default="embedding", description="'text': the bundle carries its embedder (route_text); "
+                                         "'embedding': embedding-in only")
+    backend: Literal["minilm-int8", "sentence-transformers", "provided"] = "provided"
     pooling: Optional[str] = None
     digest: Optional[str] = Field(default=None, description="SHA-256 of the model weights file")
     max_tokens: Optional[int] = None
