@@ -106,6 +106,23 @@ def test_embed_names_the_bad_line(tmp_path):
     assert "bad.jsonl:2" in proc.stderr and "input" in proc.stderr
 
 
+@pytest.mark.parametrize("text, words", [("card \ud800 lost", "invalid_text"), ("   ", "empty")])
+def test_texts_the_embedder_cannot_read_are_refused_with_their_line(tmp_path, text, words):
+    lines = (EXAMPLES / "traces.jsonl").read_text("utf-8").splitlines()[:50]
+    bad = json.loads(lines[6])
+    bad["input"] = text
+    lines[6] = json.dumps(bad)  # ASCII: a lone surrogate is written as the escape \ud800
+    traces = tmp_path / "bad.jsonl"
+    traces.write_text("\n".join(lines) + "\n", "utf-8")
+    out = tmp_path / "never"
+    proc = run_tracec("compile", traces, "--out", out, check_code=3, env=_env(tmp_path))
+    assert "bad.jsonl:7: field 'input'" in proc.stderr  # the trace loader or the embedder's check
+    assert not out.exists()
+    proc = run_tracec("embed", traces, "--out", tmp_path / "x.npy", check_code=3, env=_env(tmp_path))
+    assert "bad.jsonl:7: field 'input'" in proc.stderr and words in proc.stderr
+    assert not (tmp_path / "x.npy").exists()
+
+
 def test_precomputed_embeddings_need_an_embedder_id(tmp_path):
     rows = np.arange(400)
     from conftest import write_subset

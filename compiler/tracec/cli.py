@@ -155,7 +155,8 @@ def embed_cmd(traces, out):
     from tracec.texts import read_texts
 
     rows = read_texts(traces)
-    X = embed_texts(rows.inputs, progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
+    X = embed_texts(rows.inputs, source=str(traces),
+                    progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
     save_npy(out, X)
     click.echo(json.dumps({"embeddings": str(out), "rows": int(X.shape[0]), "dimension": int(X.shape[1])}))
 

@@ -180,15 +180,17 @@ def _encode(texts: list[str], backend: str) -> np.ndarray:
     return minilm.embedder().embed_many(texts)[0]
 
 
-def check_texts(texts: Sequence[str], where: str = "input") -> None:
-    """Refuse texts the embedder would only flag (empty, unpaired surrogates): ``InputError``."""
+def check_texts(texts: Sequence[str], source: str = "input") -> None:
+    """Refuse texts the embedder would only flag (empty, unpaired surrogates): ``InputError``
+    naming ``source`` and the 1-based line."""
     from tracec_runtime.embedder.tokenize import check_text
 
     for i, text in enumerate(texts):
         flag = check_text(text) if isinstance(text, str) else "not a string"
         if flag is not None:
-            raise InputError(f"{where} row {i + 1}: expected non-empty, valid Unicode text to "
-                             f"embed; found {flag} ({json.dumps(text)[:60] if isinstance(text, str) else type(text).__name__})")
+            shown = json.dumps(text)[:60] if isinstance(text, str) else type(text).__name__
+            raise InputError(f"{source}:{i + 1}: field 'input': expected non-empty, valid "
+                             f"Unicode text to embed, found {flag} ({shown})")
 
 
 def _read_cache(path: Path, n: int) -> Optional[np.ndarray]:
@@ -220,7 +222,7 @@ def save_npy(path: Union[str, Path], arr: np.ndarray) -> None:
 
 def embed_texts(texts: Sequence[str], *, cache_dir: Union[str, Path, None] = None,
                 progress: Optional[Callable[[int, int], None]] = None,
-                backend: str = "minilm-int8") -> np.ndarray:
+                backend: str = "minilm-int8", source: str = "input") -> np.ndarray:
     """Embed ``texts``: float32 ``(len(texts), 384)``, L2-normalised.
 
     Results are cached in ``cache_dir/<key>.npy`` (see ``cache_key``); ``progress``
@@ -229,7 +231,7 @@ def embed_texts(texts: Sequence[str], *, cache_dir: Union[str, Path, None] = Non
     texts = list(texts)
     if not texts:
         return np.empty((0, DIMENSION), dtype=np.float32)
-    check_texts(texts)
+    check_texts(texts, source)
     spec = spec_for(backend)
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{cache_key(spec, texts)}.npy"
     cached = _read_cache(path, len(texts))

@@ -62,6 +62,7 @@ def embed_inputs(config: CompileConfig, traces: Traces, say: Callable[[str], Non
                                 input="embedding", backend="provided")
     else:
         X = embed_texts(traces.inputs, cache_dir=config.cache_dir, backend=config.embedder,
+                        source=str(config.traces),
                         progress=lambda done, total: say(f"embedding {done:,}/{total:,}"))
         digest = hashlib.sha256(np.ascontiguousarray(X, dtype="<f4").tobytes()).hexdigest()
         embedder, files = embedder_record(config.embedder)
