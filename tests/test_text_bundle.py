@@ -156,3 +156,11 @@ def test_single_and_batched_embedding_are_identical_on_shared_texts():
     cos = (batch * ref).sum(axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.998 and np.median(cos) > 0.9994
     assert hashlib.sha256(batch.tobytes()).hexdigest() == hashlib.sha256(single.tobytes()).hexdigest()
+
+
+def test_route_needs_one_kind_of_input(tmp_path):
+    proc = run_tracec("route", tmp_path / "b", "--allow-unsigned", check_code=2)
+    assert "--embeddings FILE.npy, --traces FILE.jsonl or --text TEXT" in proc.stderr
+    proc = run_tracec("route", tmp_path / "b", "--text", "hi", "--traces", tmp_path / "t.jsonl",
+                      "--allow-unsigned", check_code=2)
+    assert "cannot be combined" in proc.stderr
