@@ -13,9 +13,9 @@ OUT    := out
 
 $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[embed,test,bench]'
+	# No torch: the default embedder is int8 ONNX.  For the optional sentence-transformers
+	# backend install CPU torch==2.13.0 first, then '.[embed-st]'.
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)

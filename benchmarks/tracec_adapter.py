@@ -54,6 +54,7 @@ def compile_bundle(files: WorkFiles, out: Path, alphas, delta: float, seed: int,
     if out.exists():
         shutil.rmtree(out)
     cmd = [str(TRACEC), "compile", str(files.traces), "--embeddings", str(files.X_train),
+           "--embedder-id", "sentence-transformers/all-MiniLM-L6-v2 (shared f16)",
            "--out", str(out), "--alpha", ",".join(format(a, "g") for a in alphas),
            "--delta", format(delta, "g"), "--seed", str(seed), "--json"]
     if signing_key is not None:

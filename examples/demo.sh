@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: compile the project's own example traces into a signed
 # bundle, verify it, route held-out rows through the runtime, and print coverage, TA and
-# a cost projection.  Offline: embeddings come from the packaged all-MiniLM-L6-v2.
+# a cost projection.  Offline, and text in: the bundle carries its int8 all-MiniLM-L6-v2
+# embedder, so the held-out text is routed by the runtime with no embeddings file anywhere.
 set -euo pipefail
 OUT="${1:-out}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -14,9 +15,8 @@ tracec compile "$HERE/traces.jsonl" --out "$OUT/bundle" --alpha 0.9,0.8,0.85,0.9
   --signing-key "$OUT/demo.key" --teacher-cost-per-1k 2.50 --daily-volume 50000 --force
 echo "== verify" >&2
 tracec verify "$OUT/bundle" --public-key "$OUT/demo.pub"
-echo "== route held-out rows through the runtime" >&2
-tracec embed "$HERE/holdout.jsonl" --out "$OUT/holdout.npy" >/dev/null
-tracec route "$OUT/bundle" --embeddings "$OUT/holdout.npy" --traces "$HERE/holdout.jsonl" \
+echo "== route held-out text through the runtime (it embeds with the bundle's own embedder)" >&2
+tracec route "$OUT/bundle" --traces "$HERE/holdout.jsonl" \
   --public-key "$OUT/demo.pub" --json > "$OUT/holdout-routing.json"
 tracec report "$OUT/bundle" --public-key "$OUT/demo.pub" --out "$OUT/report.html" >/dev/null
 python - "$OUT" <<'PY'

@@ -47,7 +47,11 @@ def cli() -> None:
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
 @click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
               help="Row-aligned .npy embeddings (default: compute with all-MiniLM-L6-v2, cached).")
-@click.option("--embedder-id", help="Name of the model that produced --embeddings (recorded in the manifest).")
+@click.option("--embedder-id", help="Name of the model that produced --embeddings (required with it; recorded).")
+@click.option("--embedder", default="minilm-int8", show_default=True,
+              type=click.Choice(["minilm-int8", "sentence-transformers"]),
+              help="Text embedder: int8 ONNX (a text-in bundle carrying it) or sentence-transformers "
+                   "(extra tracec[embed-st]; embedding-in bundle).")
 @click.option("--alpha", default="0.9", show_default=True,
               help="Teacher-agreement target; a comma list builds frontier.json, the bundle uses the first.")
 @click.option("--delta", default=0.05, show_default=True, type=float, help="Allowed failure probability.")
@@ -65,9 +69,9 @@ def cli() -> None:
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def compile_cmd(traces, trace_options, out, embeddings, embedder_id, alpha, delta, seed, trees,
-                families, split_text, size_budget_mb, signing_key, previous, previous_public_key,
-                no_examples, teacher_cost_per_1k, daily_volume, force, as_json):
+def compile_cmd(traces, trace_options, out, embeddings, embedder_id, embedder, alpha, delta, seed,
+                trees, families, split_text, size_budget_mb, signing_key, previous,
+                previous_public_key, no_examples, teacher_cost_per_1k, daily_volume, force, as_json):
     """Compile TRACES (a file, .gz or - for stdin; --format) into a bundle.  Exit 0: gate open;
     1: refused (closed bundle written)."""
     from tracec.api import compile as compile_traces
@@ -75,9 +79,9 @@ def compile_cmd(traces, trace_options, out, embeddings, embedder_id, alpha, delt
 
     result = compile_traces(
         traces, out=out, alpha=alpha, delta=delta, embeddings=embeddings, signing_key=signing_key,
-        progress=_say, embedder_id=embedder_id, seed=seed, include_trees=trees, families=families,
-        fractions=split_text, size_budget_bytes=budget_bytes(size_budget_mb), previous=previous,
-        previous_public_key=previous_public_key, no_examples=no_examples,
+        progress=_say, embedder_id=embedder_id, embedder=embedder, seed=seed, include_trees=trees,
+        families=families, fractions=split_text, size_budget_bytes=budget_bytes(size_budget_mb),
+        previous=previous, previous_public_key=previous_public_key, no_examples=no_examples,
         teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume, force=force,
         **trace_options)
     doc = {"bundle": result.out, "gate": "open" if result.gate_open else "closed",
@@ -121,18 +125,26 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
 
 @cli.command("route")
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--embeddings", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
+              help="Embeddings (.npy) to route; without it a text-in bundle embeds --traces or --text.")
 @click.option("--traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-              help="Row-aligned traces: adds coverage and TA against their teacher labels.")
+              help="Inputs (any --format; teacher labels optional: they add TA); row-aligned "
+                   "with --embeddings.")
+@click.option("--text", "one_text", help="Route one text (text-in bundles).")
 @trace_options
 @_key_options
 @click.option("--json", "as_json", is_flag=True)
-def route_cmd(bundle, embeddings, traces, trace_options, public_key, allow_unsigned, as_json):
-    """Route EMBEDDINGS through BUNDLE; print decisions (and coverage/TA when --traces is given)."""
+def route_cmd(bundle, embeddings, traces, one_text, trace_options, public_key, allow_unsigned,
+              as_json):
+    """Route through BUNDLE; print decisions (and coverage/TA when --traces has teacher labels)."""
     from tracec.routing import route_file
 
     _require_key(public_key, allow_unsigned)
-    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned,
+    if embeddings is None and traces is None and one_text is None:
+        raise click.UsageError("pass --embeddings FILE.npy, --traces FILE.jsonl or --text TEXT")
+    if one_text is not None and (embeddings is not None or traces is not None):
+        raise click.UsageError("--text routes one text: it cannot be combined with --embeddings or --traces")
+    doc, text = route_file(bundle, embeddings, traces, public_key, allow_unsigned, one_text,
                            trace_options=trace_options, say=_say)
     _emit(outputs.RouteOutput, doc, as_json, text)
 
@@ -142,14 +154,17 @@ def route_cmd(bundle, embeddings, traces, trace_options, public_key, allow_unsig
 @trace_options
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def embed_cmd(traces, trace_options, out):
-    """Embed TRACES' inputs with the default offline embedder into OUT (.npy, float32, one row
-    per trace read, in order)."""
+    """Embed TRACES' inputs (teacher labels not needed; any --format) with the default offline
+    embedder into OUT (.npy, float32, one row per trace read, in order)."""
     from tracec.embeddings import embed_texts, save_npy
-    from tracec.loader import describe_read, load_traces
+    from tracec.loader import describe_read
+    from tracec.texts import read_texts
 
-    rows = load_traces(traces, **trace_options)
+    texts = read_texts(traces, **trace_options)
+    rows = texts.traces
     _say(f"traces {describe_read(rows)}")
-    X = embed_texts(rows.inputs, progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
+    X = embed_texts(texts.inputs, source=str(traces),
+                    progress=lambda done, total: _say(f"embedding {done:,}/{total:,}"))
     save_npy(out, X)
     click.echo(json.dumps({"embeddings": str(out), "rows": int(X.shape[0]), "dimension": int(X.shape[1]),
                            "format": rows.format, "skipped": rows.skipped}))

@@ -37,6 +37,7 @@ class CompileConfig:
     daily_volume: Optional[int] = None
     force: bool = False
     embedder_id: Optional[str] = None
+    embedder: str = "minilm-int8"
     cache_dir: Optional[Path] = field(default=None, compare=False)
     # how a trace file is read (docs/traces.md); the rows' digest stands for them in the manifest
     format: str = "auto"
@@ -68,6 +69,13 @@ class CompileConfig:
                                                          and math.isfinite(self.teacher_cost_per_1k)):
             raise ParameterError("teacher_cost_per_1k", "compile", "a finite float >= 0",
                                  self.teacher_cost_per_1k)
+        if self.embeddings is not None and not (self.embedder_id or "").strip():
+            raise ParameterError("embedder_id", "compile", "the name of the model that produced "
+                                 "--embeddings (required with --embeddings; recorded in the "
+                                 "manifest)", self.embedder_id)
+        if self.embedder not in ("minilm-int8", "sentence-transformers"):
+            raise ParameterError("embedder", "compile", "minilm-int8 or sentence-transformers",
+                                 self.embedder)
         if self.daily_volume is not None and self.daily_volume < 0:
             raise ParameterError("daily_volume", "compile", "an int >= 0", self.daily_volume)
 
@@ -92,6 +100,7 @@ class CompileConfig:
             "teacher_cost_per_1k": "" if self.teacher_cost_per_1k is None else _g(self.teacher_cost_per_1k),
             "daily_volume": "" if self.daily_volume is None else str(self.daily_volume),
             "embedder_id": self.embedder_id or "",
+            "embedder": "provided" if self.embeddings is not None else self.embedder,
         }
 
     def fingerprint(self) -> str:

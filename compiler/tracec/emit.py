@@ -22,7 +22,7 @@ from tracec_runtime.verify import verify_bundle
 
 _ZERO = Measured(n_total=0, n_handled=0, n_agree=0, coverage="0", ta="0", ta_lower="0", ta_upper="0")
 _TOOLS = ("numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "pynacl", "pydantic",
-          "tracec-runtime")
+          "tracec-runtime", "tokenizers")
 
 
 def load_signing_key(config: CompileConfig):
@@ -38,6 +38,12 @@ def load_previous(config: CompileConfig) -> Optional[dict]:
     return verified.manifest
 
 
+def write_embedder(root: Path, data) -> None:
+    """A text-in bundle's embedder graph and tokenizer (listed and signed like every file)."""
+    for name, blob in sorted(data.embedder_files.items()):
+        write_file(root, name, blob)
+
+
 def tau_of(chosen: AlphaResult) -> str:
     if chosen.winner is None:
         return "inf"
@@ -47,6 +53,7 @@ def tau_of(chosen: AlphaResult) -> str:
 def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, config, splits) -> None:
     """A sealed, unsigned bundle with the candidate graph, for measuring through the runtime."""
     write_file(root, "model.onnx", graph)
+    write_embedder(root, data)
     manifest = _manifest(root, chosen, data, config, splits, ctx=None, gate_open=True,
                          calibration=_ZERO, shadow=ShadowVerdict(**_ZERO.model_dump(), passed=False,
                                                                  reasons=[]),
@@ -64,6 +71,7 @@ def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileCo
                             reasons=list(gate.reasons))
     refusal = None if gate_open else _refusal(chosen, ctx, gate, heldout, data.labels)
     write_file(root, "model.onnx", graph)
+    write_embedder(root, data)
     fast_files, fast_report = fastpath
     for name, blob in sorted((fast_files or {}).items()):
         write_file(root, name, blob)

@@ -51,6 +51,7 @@ class RouteDecision(_Out):
     handled: bool
     surrogate_label: str
     score: str
+    flag: Optional[Literal["empty", "invalid_text", "truncated"]] = None
 
 
 class RouteSummary(_Out):

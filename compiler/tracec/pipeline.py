@@ -1,6 +1,6 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> split -> train pool -> primary stage -> refit on train+validation
+    load -> embed -> split -> train pool -> primary stage -> refit on train+validation
          -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
@@ -27,7 +27,7 @@ from tracec.config import CompileConfig
 from tracec.export import build_policy_graph, verified_fastpath
 from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_document
 from tracec.gate import shadow_gate
-from tracec.inputs import load_inputs
+from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
 from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.signals import terminate_as_exception
@@ -65,7 +65,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     signing_key = emit.load_signing_key(config)
     previous = emit.load_previous(config)
 
-    data = clock("load", lambda: load_inputs(config, say))
+    traces = clock("load", lambda: read_traces(config, say))
+    data = clock("embed", lambda: embed_inputs(config, traces, say))
     splits = split_rows(data.n, config.seed, config.fractions)
     X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}

@@ -1,4 +1,4 @@
-"""``tracec route``: run a bundle over a file of embeddings and summarise the decisions."""
+"""``tracec route``: run a bundle over embeddings, or over texts (text-in bundles), and summarise."""
 
 from __future__ import annotations
 
@@ -12,29 +12,44 @@ from tracec.embeddings import load_embeddings
 from tracec.errors import EmbeddingError
 from tracec.loader import describe_read
 from tracec.manifest import dec
-from tracec.traces import load_traces
+from tracec.texts import read_texts
 from tracec_runtime.router import Router
 
 
-def route_file(bundle: Path, embeddings: Path, traces: Optional[Path], public_key, allow_unsigned: bool,
+def route_file(bundle: Path, embeddings: Optional[Path], traces: Optional[Path], public_key,
+               allow_unsigned: bool, text: Optional[str] = None,
                trace_options: Optional[dict] = None, say=None):
+    """Route ``embeddings`` (.npy), else the texts of ``traces``, else the one ``text``.
+
+    ``traces`` is read like a compile's (any ``--format``, ``.gz``, ``-``); teacher labels
+    are optional and add agreement figures when every row has one."""
     router = Router.load(bundle, public_key=public_key, allow_unsigned=allow_unsigned)
-    rows = load_traces(traces, **(trace_options or {})) if traces is not None else None
+    rows = read_texts(traces, **(trace_options or {})) if traces is not None else None
     if rows is not None and say is not None:
-        say(f"traces {describe_read(rows)}")
-    X, _ = load_embeddings(embeddings, rows.n if rows else _rows_of(embeddings), traces_path=traces)
-    batch = router.route_batch(X)
+        say(f"traces {describe_read(rows.traces)}")
+    if embeddings is not None:
+        X, _ = load_embeddings(embeddings, rows.n if rows else _rows_of(embeddings),
+                               traces_path=traces)
+        batch = router.route_batch(X)
+    else:  # text-in: the bundle's own embedder
+        batch = router.route_texts(list(rows.inputs) if rows is not None else [text])
     labels = router.labels
+    flags = batch.flags or (None,) * len(batch)
     decisions = [{"row": i, "label": labels[int(k)] if h else None, "handled": bool(h),
-                  "surrogate_label": labels[int(k)], "score": format(float(s), ".6g")}
-                 for i, (k, h, s) in enumerate(zip(batch.label_index, batch.handled, batch.score))]
+                  "surrogate_label": labels[int(k)], "score": format(float(s), ".6g"),
+                  **({"flag": f} if f else {})}
+                 for i, (k, h, s, f) in enumerate(zip(batch.label_index, batch.handled,
+                                                      batch.score, flags))]
     summary = {"rows": len(decisions), "handled": int(np.sum(batch.handled)),
                "coverage": dec(float(np.mean(batch.handled)) if len(decisions) else 0.0),
                "gate": router.manifest["policy"]["gate"]}
-    if rows is not None:
+    if rows is not None and rows.teachers is not None:
         summary.update(_agreement(rows, labels, batch))
     doc = {"bundle": str(bundle), "summary": summary, "decisions": decisions}
     text = ", ".join(f"{k} {v}" for k, v in summary.items())
+    if rows is None and embeddings is None:  # one --text: say what was decided, and why
+        one = batch[0]
+        text = f"{one.label if one.handled else 'DEFER'}: {one.reason}"
     return doc, text
 
 

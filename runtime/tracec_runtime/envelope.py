@@ -23,6 +23,7 @@ from tracec_runtime.keys import keyid, load_private_key, load_public_key
 from tracec_runtime.paths import ENVELOPE, list_files, read_file
 
 __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "FORMAT_VERSION", "MEDIA_TYPE",
+           "READ_FORMAT_VERSIONS",
            "ENVELOPE", "pae", "build_statement", "make_envelope", "seal", "open_envelope",
            "open_envelope_signed",
            "strict_json"]
@@ -30,7 +31,8 @@ __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "FORMAT_VERSION",
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://tracec.dev/bundle/v1"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: text-in bundles (manifest.embedder.input, the embedder's files)
+READ_FORMAT_VERSIONS = ("1", "2")  # 1: every bundle is embedding-in
 MEDIA_TYPE = "application/vnd.tracec.bundle.v1+json"
 
 

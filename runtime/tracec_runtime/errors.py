@@ -64,6 +64,10 @@ class ModelContractError(BundleVerificationError):
     """``model.onnx`` does not obey the graph contract (inputs, outputs, dtypes, label range)."""
 
 
+class EmbedderFingerprintError(BundleVerificationError):
+    """The bundle's embedder computes different canary embeddings here than at compile time."""
+
+
 class KeyFileError(TracecError):
     """A key file is unreadable or is not an Ed25519 JWK."""
 
@@ -85,6 +89,10 @@ class EngineError(TracecError, ValueError):
     """``Router.load(engine=...)`` got something other than auto, onnxruntime or numpy."""
 
     exit_code = 3
+
+
+class TextRoutingUnavailableError(EngineError):
+    """``route_text`` on an embedding-in bundle (it carries no embedder)."""
 
 
 class EngineUnavailableError(EngineError):

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tracec_runtime.envelope import (FORMAT_VERSION, MEDIA_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
-                                     open_envelope_signed, strict_json)
+from tracec_runtime.envelope import (MEDIA_TYPE, PREDICATE_TYPE, READ_FORMAT_VERSIONS,
+                                     STATEMENT_TYPE, open_envelope_signed, strict_json)
 from tracec_runtime.errors import (BundleIntegrityError, SignatureError, UnsupportedFormatError)
 from tracec_runtime.keys import load_public_key
 from tracec_runtime.paths import ENVELOPE, check_name, list_files, read_file
@@ -68,9 +68,10 @@ def _subjects(statement: dict, src: str) -> list[tuple[str, str, int]]:
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         raise bad("predicate must be an object")
-    if predicate.get("format_version") != FORMAT_VERSION:
+    if predicate.get("format_version") not in READ_FORMAT_VERSIONS:
         raise bad(f"predicate.format_version {predicate.get('format_version')!r} is not "
-                  f"supported: this runtime reads format version {FORMAT_VERSION!r} only")
+                  f"supported: this runtime reads format versions "
+                  f"{', '.join(map(repr, READ_FORMAT_VERSIONS))}")
     if predicate.get("media_type") != MEDIA_TYPE:
         raise bad(f"predicate.media_type must be {MEDIA_TYPE!r}; "
                   f"found {predicate.get('media_type')!r}")
@@ -186,8 +187,9 @@ def verify_bundle(path: Union[str, os.PathLike], public_key: object = None,
         raise UnsupportedFormatError(f"{where}: malformed JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise UnsupportedFormatError(f"{where}: expected a JSON object")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UnsupportedFormatError(f"{where}: format_version must be {FORMAT_VERSION!r}; "
+    if manifest.get("format_version") not in READ_FORMAT_VERSIONS:
+        raise UnsupportedFormatError(f"{where}: format_version must be one of "
+                                     f"{', '.join(map(repr, READ_FORMAT_VERSIONS))}; "
                                      f"found {manifest.get('format_version')!r}")
     problems = _manifest_problems(manifest, subjects, where)
     if problems:

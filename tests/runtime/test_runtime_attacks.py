@@ -158,7 +158,7 @@ def unsigned_bundle(tmp_path):
                   [ENVELOPE, "unsigned"])
 
 
-@pytest.fixture(params=["2", "1.0", 1, None])
+@pytest.fixture(params=["3", "1.0", 1, None])
 def unknown_format_version(request, bundle, keys):
     st = statement_of(bundle)
     st["predicate"]["format_version"] = request.param
