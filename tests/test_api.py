@@ -67,7 +67,8 @@ def test_bad_types_are_typed_errors(tmp_path):
                        out=tmp_path / "b")
     rows = [{"input": f"text {i}", "teacher": "ab"[i % 2]} for i in range(10)]
     with pytest.raises(EmbeddingError, match="row-count mismatch: <embeddings array> has 9 rows"):
-        tracec.compile(rows, out=tmp_path / "b", embeddings=np.zeros((9, 4), dtype=np.float32))
+        tracec.compile(rows, out=tmp_path / "b", embeddings=np.zeros((9, 4), dtype=np.float32),
+                       embedder_id="toy")
     assert not (tmp_path / "b").exists()
 
 
@@ -117,12 +118,13 @@ def test_api_on_records_equals_cli_on_file_and_on_stdin_then_routes(subset):
     X = np.load(npy)
 
     result = tracec.compile(iter(records), out=str(tmp / "api"), alpha=[0.9, 0.85],
-                            embeddings=X, signing_key=str(key) + ".key", seed=0)
+                            embeddings=X, embedder_id="minilm", signing_key=str(key) + ".key", seed=0)
     assert isinstance(result, tracec.CompileResult)
     assert result.traces == {"format": "jsonl", "rows": 1500, "skipped": {}}
     assert result.gate_open, result.explanation
 
-    proc = run_tracec("compile", path, "--embeddings", npy, "--alpha", "0.9,0.85", "--signing-key",
+    proc = run_tracec("compile", path, "--embeddings", npy, "--embedder-id", "minilm",
+                      "--alpha", "0.9,0.85", "--signing-key",
                       f"{key}.key", "--out", tmp / "cli", "--json", check_code=0)
     doc = json.loads(proc.stdout)
     assert doc["traces"] == result.traces and doc["manifest"] == result.manifest
@@ -132,7 +134,8 @@ def test_api_on_records_equals_cli_on_file_and_on_stdin_then_routes(subset):
     chat_path = tmp / "chat.jsonl.gz"
     chat_path.write_bytes(chat)
     proc = subprocess.run([str(TRACEC), "compile", "-", "--format", "openai-chat", "--embeddings",
-                           str(npy), "--alpha", "0.9,0.85", "--signing-key", f"{key}.key", "--out",
+                           str(npy), "--embedder-id", "minilm", "--alpha", "0.9,0.85",
+                           "--signing-key", f"{key}.key", "--out",
                            str(tmp / "stdin")], input=chat, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert b"traces <stdin> (format openai-chat): 1,500 rows" in proc.stderr

@@ -236,7 +236,7 @@ def test_embed_command_reads_any_format_and_reports_skips(tmp_path, monkeypatch)
     from tracec.cli import cli
 
     texts = []
-    monkeypatch.setattr(emb, "_encode", lambda batch: (texts.extend(batch), np.eye(
+    monkeypatch.setattr(emb, "_encode", lambda batch, backend: (texts.extend(batch), np.eye(
         len(batch), emb.DIMENSION, dtype=np.float32))[1])
     monkeypatch.setenv("TRACEC_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "X.npy"

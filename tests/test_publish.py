@@ -61,7 +61,7 @@ def rename_mode(request, monkeypatch):
 
 def _config(small, out, **kw):
     traces, emb = small
-    return CompileConfig(traces=traces, out=out, embeddings=emb, alphas=(0.8,), families=("global",),
+    return CompileConfig(traces=traces, out=out, embeddings=emb, embedder_id="minilm", alphas=(0.8,), families=("global",),
                          **kw)
 
 
@@ -205,7 +205,7 @@ def test_failed_compile_removes_the_parent_directories_it_created(small, tmp_pat
     bad.write_text("\n".join(lines[:-1] + ['{"input": "x", "teacher": 7}']) + "\n", encoding="utf-8")
     out = tmp_path / "new" / "deeper" / "out"
     with pytest.raises(TraceFileError, match=f"bad.jsonl:{len(lines)}"):
-        compile_bundle(CompileConfig(traces=bad, out=out, embeddings=small[1], alphas=(0.8,)))
+        compile_bundle(CompileConfig(traces=bad, out=out, embeddings=small[1], embedder_id="minilm", alphas=(0.8,)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
 
 
@@ -281,7 +281,7 @@ if mode == "crash-between-renames":
             os._exit(137)
         return real_place(src, dst)
     bundle.rename_noreplace = place
-config = CompileConfig(traces=Path(traces), out=Path(out), embeddings=Path(emb), alphas=(0.8,),
+config = CompileConfig(traces=Path(traces), out=Path(out), embeddings=Path(emb), embedder_id="minilm", alphas=(0.8,),
                        families=("global",), force=force == "force")
 try:
     compile_bundle(config)
