@@ -17,7 +17,7 @@ import numpy as np
 from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
 from tracec_runtime.engines import select_engine
-from tracec_runtime.errors import RouteInputError, UnsupportedFormatError
+from tracec_runtime.errors import ModelContractError, RouteInputError, UnsupportedFormatError
 from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
 
 __all__ = ["Router", "Decision", "BatchDecision"]
@@ -74,7 +74,7 @@ class Router:
         where = str(bundle.path / MANIFEST)
         self._labels, self._dim, self._tau, self._gate_open = _policy(bundle.manifest, where)
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
-                                     len(self._labels), bundle.path)
+                                     len(self._labels), bundle.path, self._tau)
         self._run, self._run_one = self._engine.run, self._engine.run_one
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
@@ -148,6 +148,8 @@ class Router:
                 and x.flags.c_contiguous and _isfinite(x).all()):
             x = self._matrix(embedding, single=True)[0]
         k, score, handled = self._run_one(x)
+        if handled is not (score >= self._tau_f) and self._gate_open:
+            handled = self._handled(np.array([handled]), np.array([score], np.float32))[0]
         surrogate = self._labels[k]
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
@@ -159,8 +161,23 @@ class Router:
         label, score, handled = self._run(self._matrix(matrix, single=False))
         if not self._gate_open:
             handled = np.zeros_like(handled)  # a closed bundle defers everything
+        else:
+            handled = self._handled(handled, score)
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open)
+
+    def _handled(self, handled: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The engine's ``handled``, checked against ``score >= tau`` (how the graph computes
+        it; NaN compares false, so a NaN score never handles)."""
+        expected = score >= self._tau
+        wrong = (handled != expected) & ~np.isnan(score)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ModelContractError(f"{self._path / 'model.onnx'} ({self.engine} engine): "
+                                     f"output 'handled' must be score >= tau "
+                                     f"({float(self._tau):.9g}); row {i} has score "
+                                     f"{float(score[i]):.9g} and handled={bool(handled[i])}")
+        return expected
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""

@@ -1,7 +1,7 @@
 """Tiny bundles for the runtime tests, built here (not by the compiler).
 
 The toy graph obeys the graph contract: ``embedding`` float32 [N, 4] ->
-MatMul(W) -> Softmax -> ``label`` = ArgMax, ``score`` = ReduceMax,
+MatMul(W) -> Softmax -> ``label`` = ArgMax, ``score`` = the top-1 probability (TopK, ReduceSum),
 ``handled`` = score >= tau.  :func:`reference` is its numpy twin.
 """
 
@@ -38,7 +38,8 @@ def toy_model(w: np.ndarray = W, tau: str = TAU, *, drop_output: Optional[str] =
         helper.make_node("MatMul", ["embedding", "W"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
         helper.make_node("ArgMax", ["probs"], ["label"], axis=1, keepdims=0),
-        helper.make_node("ReduceMax", ["probs"], ["score"], axes=[1], keepdims=0),
+        helper.make_node("TopK", ["probs", "k1"], ["top", "top_idx"], axis=1),
+        helper.make_node("ReduceSum", ["top", "axis1"], ["score"], keepdims=0),
         helper.make_node("GreaterOrEqual", ["score", "tau"], ["handled"]),
     ]
     graph = helper.make_graph(
@@ -46,6 +47,8 @@ def toy_model(w: np.ndarray = W, tau: str = TAU, *, drop_output: Optional[str] =
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", w.shape[0]])],
         [v for k, v in out.items() if k != drop_output],
         [numpy_helper.from_array(w, "W"),
+         numpy_helper.from_array(np.array([1], np.int64), "k1"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
          numpy_helper.from_array(np.array(np.float32(tau)), "tau")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="tracec-tests")

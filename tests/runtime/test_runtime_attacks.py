@@ -271,7 +271,10 @@ def test_garbled_envelope(garbled_envelope, keys, sessions):
 
 def test_unsigned_bundle(unsigned_bundle, keys, sessions):
     assert_fails_closed(unsigned_bundle, keys[1], sessions)
-    router = Router.load(unsigned_bundle.bundle, keys[1], allow_unsigned=True)
+    with pytest.raises(UnsignedBundleError, match="a removed signature is never accepted"):
+        Router.load(unsigned_bundle.bundle, keys[1], allow_unsigned=True)  # the key is enforced
+    assert sessions == []
+    router = Router.load(unsigned_bundle.bundle, allow_unsigned=True)  # unsafe, no key: digests
     assert router.signer is None and len(sessions) == 1
 
 
@@ -320,7 +323,7 @@ def test_every_file_is_read_exactly_once(bundle, keys, monkeypatch):
     reads = []
     real = verify_module.read_file
     monkeypatch.setattr(verify_module, "read_file",
-                        lambda root, name: reads.append(name) or real(root, name))
+                        lambda root, name, *a, **kw: reads.append(name) or real(root, name, *a, **kw))
     vb = verify_bundle(bundle, keys[1])
     assert sorted(reads) == sorted(FILES + [ENVELOPE])
     assert sorted(vb.files) == FILES
