@@ -5,6 +5,8 @@ from tracec_runtime.errors import (
     BundleVerificationError,
     EngineError,
     EngineUnavailableError,
+    FileTooLargeError,
+    GraphRunError,
     KeyFileError,
     ModelContractError,
     RouteInputError,
@@ -20,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Router", "Decision", "BatchDecision", "verify_bundle",
     "BundleIntegrityError", "BundleVerificationError", "EngineError", "EngineUnavailableError",
-    "KeyFileError", "ModelContractError",
+    "FileTooLargeError", "GraphRunError", "KeyFileError", "ModelContractError",
     "RouteInputError", "SignatureError",
     "TracecError", "UnsafePathError", "UnsignedBundleError", "UnsupportedFormatError",
 ]

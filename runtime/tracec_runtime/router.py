@@ -149,7 +149,7 @@ class Router:
             x = self._matrix(embedding, single=True)[0]
         k, score, handled = self._run_one(x)
         if handled is not (score >= self._tau_f) and self._gate_open:
-            handled = self._handled(np.array([handled]), np.array([score], np.float32))[0]
+            handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -123,3 +124,17 @@ def bundle(tmp_path, keys) -> Path:
 def closed_bundle(tmp_path, keys) -> Path:
     """A signed bundle refused by the gate; its graph would handle every row (tau 0)."""
     return make_bundle(tmp_path / "closed", keys[0], gate="closed", tau="0")
+
+
+@pytest.fixture
+def sessions(monkeypatch):
+    """Record every onnxruntime.InferenceSession construction."""
+    calls = []
+    real = onnxruntime.InferenceSession
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    return calls

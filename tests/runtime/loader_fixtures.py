@@ -1,4 +1,4 @@
-"""Graphs and bundle edits for the loader attacks (external data, operators, tau, sizes)."""
+"""Graphs and bundle edits for the attack tests (external data, operators, tau, re-signing)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tracec_runtime.canonical import canonical_bytes, canonical_file_bytes
+from tracec_runtime.canonical import canonical_file_bytes
 from tracec_runtime.envelope import ENVELOPE, make_envelope
 
-from .conftest import D, TAU, W, toy_model
+from .conftest import TAU, W, toy_model
 
 
 def statement_of(root: Path) -> dict:
@@ -130,18 +130,5 @@ def lying_model(score_value: float, handled: bool, tau: str = TAU) -> bytes:
     return edit_model(mutate, toy_model(tau=tau))
 
 
-def rewrite_manifest(root: Path, key, text: bytes) -> None:
-    """Replace manifest.json by ``text`` and re-seal (as the deployer would sign it)."""
-    from tracec_runtime.envelope import seal
-    m = (root / "manifest.json")
-    m.write_bytes(text)
-    seal(root, key)
-
-
-def canonical(doc: dict) -> bytes:
-    return canonical_bytes(doc)
-
-
-__all__ = ["statement_of", "resign", "edit_model", "external_weights_model", "op_model",
-           "constant_of_shape_bomb", "out_of_bounds_model", "lying_model", "rewrite_manifest",
-           "D"]
+__all__ = ["statement_of", "resign", "edit_model", "externalise", "external_weights_model",
+           "op_model", "constant_of_shape_bomb", "out_of_bounds_model", "lying_model"]

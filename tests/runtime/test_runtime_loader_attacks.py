@@ -26,7 +26,6 @@ from .conftest import D, make_bundle, make_manifest, toy_model
 from .fastpath_fixtures import make_fastpath_bundle, random_stage
 from .loader_fixtures import (constant_of_shape_bomb, external_weights_model, lying_model,
                               op_model, out_of_bounds_model, resign, statement_of)
-from .test_runtime_attacks import sessions  # noqa: F401  (the session recorder fixture)
 
 TWO_GB = 2 << 30
 
