@@ -75,12 +75,12 @@ def _check_depth(data: bytes, limit: int) -> None:
     Runs before ``json.loads`` (which recurses once per level), so a document nested
     1,000 levels deep is a ``ValueError``, never a ``RecursionError``.
     """
-    brackets = _STRING.sub(b'""', data).translate(None, _NOT_BRACKET)
-    depth = 0
-    for b in brackets:
-        depth += 1 if b in (0x5B, 0x7B) else -1   # [ {  vs  ] }
-        if depth > limit:
-            raise ValueError(f"arrays and objects nest deeper than {limit} levels")
+    brackets = np.frombuffer(_STRING.sub(b'""', data).translate(None, _NOT_BRACKET), np.uint8)
+    if brackets.size == 0:
+        return
+    opens = (brackets == 0x5B) | (brackets == 0x7B)               # [ {  vs  ] }
+    if int(np.cumsum(np.where(opens, 1, -1), dtype=np.int64).max()) > limit:
+        raise ValueError(f"arrays and objects nest deeper than {limit} levels")
 
 
 def strict_json(data: bytes, floats: bool = True, max_depth: int = MAX_JSON_DEPTH,
