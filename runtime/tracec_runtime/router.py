@@ -148,7 +148,7 @@ class Router:
                 and x.flags.c_contiguous and _isfinite(x).all()):
             x = self._matrix(embedding, single=True)[0]
         k, score, handled = self._run_one(x)
-        if handled is not (score >= self._tau_f) and self._gate_open:
+        if handled and not score >= self._tau_f and self._gate_open:
             handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
         if handled and self._gate_open:
@@ -167,17 +167,18 @@ class Router:
                                    self._gate_open)
 
     def _handled(self, handled: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """The engine's ``handled``, checked against ``score >= tau`` (how the graph computes
-        it; NaN compares false, so a NaN score never handles)."""
-        expected = score >= self._tau
-        wrong = (handled != expected) & ~np.isnan(score)
+        """The engine's ``handled`` and ``score >= tau`` (NaN compares false, so a NaN score
+        never handles).  A row handled with a score below tau contradicts how the graph
+        computes ``handled``: ``ModelContractError``.  Deferring more is allowed (fail closed)."""
+        clears = score >= self._tau
+        wrong = handled & ~clears & ~np.isnan(score)
         if wrong.any():
             i = int(np.argmax(wrong))
             raise ModelContractError(f"{self._path / 'model.onnx'} ({self.engine} engine): "
-                                     f"output 'handled' must be score >= tau "
+                                     f"output 'handled' must imply score >= tau "
                                      f"({float(self._tau):.9g}); row {i} has score "
-                                     f"{float(score[i]):.9g} and handled={bool(handled[i])}")
-        return expected
+                                     f"{float(score[i]):.9g} and handled=True")
+        return handled & clears
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""

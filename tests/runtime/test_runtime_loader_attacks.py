@@ -135,7 +135,7 @@ def test_handled_contradicts_score_and_tau(engine, tmp_path, keys):
     assert router.engine == engine
     x = np.full((4, D), 0.01, np.float32)
     for call in (lambda: router.route_batch(x), lambda: router.route(x[0])):
-        with pytest.raises(ModelContractError, match="output 'handled' must be score >= tau"):
+        with pytest.raises(ModelContractError, match="output 'handled' must imply score >= tau"):
             call()
 
 
@@ -240,3 +240,11 @@ def test_envelope_json_bombs(body, words, bundle, keys):
     (bundle / ENVELOPE).write_bytes(body)
     with pytest.raises(SignatureError, match=words):
         verify_bundle(bundle, keys[1])
+
+
+def test_graph_may_defer_more_than_tau(tmp_path, keys):
+    """handled=False for a score above tau is allowed (fail closed, e.g. an extra gate)."""
+    router = Router.load(make_bundle(tmp_path / "b", keys[0], model=lying_model(0.9, False)),
+                         keys[1])
+    x = np.full((3, D), 0.5, np.float32)
+    assert router.route_batch(x).coverage == 0.0 and not router.route(x[0]).handled
