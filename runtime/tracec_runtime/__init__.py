@@ -6,6 +6,8 @@ from tracec_runtime.errors import (
     EmbedderFingerprintError,
     EngineError,
     EngineUnavailableError,
+    FileTooLargeError,
+    GraphRunError,
     KeyFileError,
     ModelContractError,
     RouteInputError,
@@ -22,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Router", "Decision", "BatchDecision", "verify_bundle",
     "BundleIntegrityError", "BundleVerificationError", "EmbedderFingerprintError", "EngineError",
-    "EngineUnavailableError", "TextRoutingUnavailableError",
+    "EngineUnavailableError", "FileTooLargeError", "GraphRunError", "TextRoutingUnavailableError",
     "KeyFileError", "ModelContractError",
     "RouteInputError", "SignatureError",
     "TracecError", "UnsafePathError", "UnsignedBundleError", "UnsupportedFormatError",

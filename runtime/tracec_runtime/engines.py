@@ -22,9 +22,10 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from tracec_runtime.errors import (EngineError, EngineUnavailableError, ModelContractError,
-                                   UnsupportedFormatError)
+from tracec_runtime.errors import (EngineError, EngineUnavailableError, GraphRunError,
+                                   ModelContractError, UnsupportedFormatError)
 from tracec_runtime.fastpath_format import FASTPATH_BIN, FASTPATH_JSON
+from tracec_runtime.onnx_check import POLICY_OPS, check_onnx_bytes
 
 __all__ = ["ENGINES", "EngineError", "EngineUnavailableError", "OnnxEngine", "NumpyEngine",
            "fastpath_problem", "select_engine"]
@@ -71,10 +72,12 @@ class NumpyEngine:
     name = "numpy"
     input_name = None
 
-    def __init__(self, files: Mapping[str, bytes], dim: int, n_labels: int, where: str):
+    def __init__(self, files: Mapping[str, bytes], dim: int, n_labels: int, where: str,
+                 tau: Optional[np.float32] = None):
         from tracec_runtime.fastpath import FastPath  # deferred: the graph path never needs it
 
         fast = FastPath.from_bytes(files[FASTPATH_JSON], files[FASTPATH_BIN])
+        _check_tau(fast.tau, tau, f"{where}: tau")
         if fast.n_features != dim:
             raise ModelContractError(f"{where}: n_features must be {dim} "
                                      f"(manifest.embedder.dimension); found {fast.n_features}")
@@ -90,7 +93,11 @@ class OnnxEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, model: bytes, dim: int, n_labels: int, where: str):
+    def __init__(self, model: bytes, dim: int, n_labels: int, where: str,
+                 tau: Optional[np.float32] = None, allowed_ops=POLICY_OPS):
+        scan = check_onnx_bytes(model, where, allowed_ops)  # before any session exists
+        if tau is not None and np.isfinite(tau):
+            _check_tau(scan.scalar_f32("tau"), tau, f"{where}: the initializer 'tau'")
         import onnxruntime  # deferred: importing tracec_runtime stays cheap
 
         options = onnxruntime.SessionOptions()
@@ -113,16 +120,26 @@ class OnnxEngine:
         core = getattr(session, "_sess", None)
         self._call = core.run if callable(getattr(core, "run", None)) else session.run
 
+    def _failed(self, exc: Exception) -> GraphRunError:
+        return GraphRunError(f"{self._where}: the graph failed while running "
+                             f"({type(exc).__name__}: {str(exc)[:300]})")
+
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = x.shape[0]
         if n == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
-        outs = self._call(self._outputs, {self.input_name: x}, None)
+        try:
+            outs = self._call(self._outputs, {self.input_name: x}, None)
+        except Exception as exc:  # onnxruntime's own types (Fail, RuntimeException, ...)
+            raise self._failed(exc) from None
         self._check(outs, n)
         return outs[0], outs[1], outs[2]
 
     def run_one(self, x: np.ndarray) -> tuple[int, float, bool]:
-        outs = self._call(self._outputs, {self.input_name: x.reshape(1, self._dim)}, None)
+        try:
+            outs = self._call(self._outputs, {self.input_name: x.reshape(1, self._dim)}, None)
+        except Exception as exc:
+            raise self._failed(exc) from None
         label, score, handled = outs
         if (label.dtype is not _DTYPES[0] or score.dtype is not _DTYPES[1]
                 or handled.dtype is not _DTYPES[2] or label.shape != (1,)
@@ -146,6 +163,16 @@ class OnnxEngine:
                                      f"{int(label.min())}..{int(label.max())}")
 
 
+def _check_tau(found: Optional[np.float32], tau: Optional[np.float32], what: str) -> None:
+    """``found`` (the executor's threshold) must equal ``policy.tau`` (when finite)."""
+    if tau is None or not np.isfinite(tau):
+        return  # -inf: global (every row); inf: nothing certified (closed)
+    if found is None or np.float32(found) != tau:
+        shown = "missing (no float32 scalar)" if found is None else format(float(found), ".9g")
+        raise ModelContractError(f"{what} must equal manifest policy.tau "
+                                 f"{float(tau):.9g}; found {shown}")
+
+
 def _check_contract(session, dim: int, where: str) -> str:
     """The session's one input name, after checking inputs and outputs against the contract."""
     inputs = session.get_inputs()
@@ -167,8 +194,11 @@ def _check_contract(session, dim: int, where: str) -> str:
 
 
 def select_engine(engine: str, manifest: dict, files: Mapping[str, bytes], dim: int,
-                  n_labels: int, root) -> "OnnxEngine | NumpyEngine":
-    """Build the engine ``engine`` asks for (``"auto"``: numpy iff the fast path is usable)."""
+                  n_labels: int, root, tau: Optional[np.float32] = None
+                  ) -> "OnnxEngine | NumpyEngine":
+    """Build the engine ``engine`` asks for (``"auto"``: numpy iff the fast path is usable).
+
+    ``tau``: ``policy.tau``; when finite, the engine's own threshold must equal it."""
     if engine not in ENGINES:
         raise EngineError(f"The 'engine' parameter of Router.load must be one of "
                           f"{', '.join(map(repr, ENGINES))}. Got {engine!r} instead.")
@@ -177,5 +207,5 @@ def select_engine(engine: str, manifest: dict, files: Mapping[str, bytes], dim: 
         raise EngineUnavailableError(f"engine='numpy' needs a fast path that the compiler "
                                      f"verified identical to the graph: {problem}")
     if engine == "onnxruntime" or problem is not None:
-        return OnnxEngine(files["model.onnx"], dim, n_labels, str(root / "model.onnx"))
-    return NumpyEngine(files, dim, n_labels, str(root / FASTPATH_JSON))
+        return OnnxEngine(files["model.onnx"], dim, n_labels, str(root / "model.onnx"), tau)
+    return NumpyEngine(files, dim, n_labels, str(root / FASTPATH_JSON), tau)

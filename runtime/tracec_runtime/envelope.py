@@ -138,15 +138,16 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
     The statement is checked to be canonical JSON, not for content.
 
     Signed envelopes need ``public_key`` unless ``allow_unsigned`` (then the
-    signature is not checked).  A supplied key is always enforced on a signed
-    envelope.  Unsigned envelopes need ``allow_unsigned=True``.  ``public_key``
+    signature is not checked).  A supplied key is always enforced: an unsigned
+    envelope with a key is refused even with ``allow_unsigned=True``.  Unsigned
+    envelopes need ``allow_unsigned=True`` and no key.  ``public_key``
     is anything :func:`~tracec_runtime.keys.load_public_key` accepts; ``src``
     names the envelope in messages.
     """
     if public_key is not None:
         public_key = load_public_key(public_key)
     try:
-        env = strict_json(data)
+        env = strict_json(data, floats=False)
     except (UnicodeDecodeError, ValueError) as exc:
         raise SignatureError(f"{src}: not a DSSE envelope: malformed JSON ({exc})") from None
     if not isinstance(env, dict) or not isinstance(env.get("signatures"), list):
@@ -159,6 +160,10 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
     signatures = env["signatures"]
     signer = None
     if not signatures:
+        if public_key is not None:  # a supplied key is always enforced, allow_unsigned or not
+            raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []) but "
+                                      f"the deployer's public key {keyid(public_key)} was "
+                                      f"supplied: a removed signature is never accepted")
         if not allow_unsigned:
             raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []); "
                                       f"pass the deployer's public key for a signed bundle, or "
@@ -169,7 +174,7 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
                                  f"supplied to check it against")
         signer = _check_signatures(signatures, payload, public_key, src)
     try:
-        statement = strict_json(payload)
+        statement = strict_json(payload)  # a float is refused below, as not canonical
     except (UnicodeDecodeError, ValueError) as exc:
         raise SignatureError(f"{src}: the payload is not valid JSON ({exc})") from None
     if not isinstance(statement, dict):

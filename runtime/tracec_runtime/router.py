@@ -18,8 +18,8 @@ from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
 from tracec_runtime.embedder import EMPTY, INVALID, load_text_embedder
 from tracec_runtime.engines import select_engine
-from tracec_runtime.errors import (RouteInputError, TextRoutingUnavailableError,
-                                   UnsupportedFormatError)
+from tracec_runtime.errors import (ModelContractError, RouteInputError,
+                                   TextRoutingUnavailableError, UnsupportedFormatError)
 from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
 
 __all__ = ["Router", "Decision", "BatchDecision"]
@@ -80,7 +80,7 @@ class Router:
         self._embedder = load_text_embedder(bundle.manifest, bundle.files, bundle.path,
                                             self._dim)
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
-                                     len(self._labels), bundle.path)
+                                     len(self._labels), bundle.path, self._tau)
         self._run, self._run_one = self._engine.run, self._engine.run_one
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
@@ -159,6 +159,8 @@ class Router:
                 and x.flags.c_contiguous and _isfinite(x).all()):
             x = self._matrix(embedding, single=True)[0]
         k, score, handled = self._run_one(x)
+        if handled and not score >= self._tau_f and self._gate_open:
+            handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
@@ -170,6 +172,8 @@ class Router:
         label, score, handled = self._run(self._matrix(matrix, single=False))
         if not self._gate_open:
             handled = np.zeros_like(handled)  # a closed bundle defers everything
+        else:
+            handled = self._handled(handled, score)
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open)
 
@@ -204,6 +208,8 @@ class Router:
                             f"got {type(fallback).__name__}")
         X, flags = self.embed_texts([text])
         k, score, handled = self._run_one(X[0])
+        if handled and not score >= self._tau_f and self._gate_open:
+            handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate, flag = self._labels[k], flags[0]
         if handled and self._gate_open and flag not in (EMPTY, INVALID):
             return Decision(surrogate, True, score, surrogate, self._tau_f, True, flag)
@@ -219,9 +225,24 @@ class Router:
         X, flags = self.embed_texts(texts)
         label, score, handled = self._run(X)
         bad = np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
-        handled = handled & ~bad if self._gate_open else np.zeros_like(handled)
+        handled = self._handled(handled, score) & ~bad if self._gate_open \
+            else np.zeros_like(handled)
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open, tuple(flags))
+
+    def _handled(self, handled: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The engine's ``handled`` and ``score >= tau`` (NaN compares false, so a NaN score
+        never handles).  A row handled with a score below tau contradicts how the graph
+        computes ``handled``: ``ModelContractError``.  Deferring more is allowed (fail closed)."""
+        clears = score >= self._tau
+        wrong = handled & ~clears & ~np.isnan(score)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ModelContractError(f"{self._path / 'model.onnx'} ({self.engine} engine): "
+                                     f"output 'handled' must imply score >= tau "
+                                     f"({float(self._tau):.9g}); row {i} has score "
+                                     f"{float(score[i]):.9g} and handled=True")
+        return handled & clears
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""
