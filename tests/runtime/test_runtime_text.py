@@ -20,7 +20,7 @@ from tracec_runtime.errors import (BundleIntegrityError, EmbedderFingerprintErro
                                    TextRoutingUnavailableError, UnsupportedFormatError)
 
 from .conftest import LABELS, make_bundle
-from .test_runtime_attacks import Attack, assert_fails_closed, resign, sessions, statement_of  # noqa: F401
+from .test_runtime_attacks import Attack, assert_fails_closed, resign, statement_of  # noqa: F401
 from .text_fixtures import MODEL, TOKENIZER, make_text_bundle, text_record
 
 

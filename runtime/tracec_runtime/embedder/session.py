@@ -9,15 +9,29 @@ limits) belongs here, before ``InferenceSession`` is called.
 from __future__ import annotations
 
 from tracec_runtime.errors import ModelContractError
+from tracec_runtime.onnx_check import check_onnx_bytes
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
+
+#: Operators a BERT-style sentence encoder (fp32 or int8-quantised) is built from: the packaged
+#: all-MiniLM-L6-v2 int8 graph uses a subset; anything else is refused before onnxruntime sees it.
+EMBEDDER_OPS = frozenset(("", op) for op in (
+    "Add", "And", "Cast", "Concat", "ConstantOfShape", "Div", "Equal", "Erf", "Expand", "Gather",
+    "GatherND", "Gemm", "GreaterOrEqual", "Identity", "IsNaN", "LayerNormalization", "MatMul",
+    "Max", "Mul", "Not", "Pow", "Range", "ReduceMean", "Reshape", "Shape", "Slice", "Softmax",
+    "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+    "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+    "ConvInteger", "QLinearMatMul")) | frozenset(("com.microsoft", op) for op in (
+        "Attention", "BiasGelu", "DynamicQuantizeMatMul", "EmbedLayerNormalization",
+        "FastGelu", "Gelu", "MatMulIntegerToFloat", "SkipLayerNormalization"))
 
 
 def embedder_session(model: bytes, where: str):
     """An onnxruntime session (one thread, CPU) over ``model``; contract checked."""
     import onnxruntime  # deferred: importing tracec_runtime stays cheap
 
+    check_onnx_bytes(model, where, EMBEDDER_OPS)  # external data, structure, operators: first
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
