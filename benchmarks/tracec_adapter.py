@@ -56,8 +56,7 @@ def compile_bundle(files: WorkFiles, out: Path, alphas, delta: float, seed: int,
     cmd = [str(TRACEC), "compile", str(files.traces), "--embeddings", str(files.X_train),
            "--out", str(out), "--alpha", ",".join(format(a, "g") for a in alphas),
            "--delta", format(delta, "g"), "--seed", str(seed), "--json"]
-    if signing_key is not None:
-        cmd += ["--signing-key", str(signing_key)]
+    cmd += ["--signing-key", str(signing_key)] if signing_key is not None else ["--unsigned"]
     done = procs.run(cmd, env=env)
     if done.returncode not in (0, 1):
         raise SubprocessFailed(f"tracec compile {files.traces}", done.returncode, done.stderr)

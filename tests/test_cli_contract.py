@@ -47,7 +47,7 @@ def test_bad_input_exits_3_and_writes_nothing(small, tmp_path):
     lines[41] = '{"input": "hello", "teacher": 42}'
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "never"
-    proc = run_tracec("compile", bad, "--embeddings", emb, "--out", out, check_code=3)
+    proc = run_tracec("compile", bad, "--embeddings", emb, "--unsigned", "--out", out, check_code=3)
     assert "bad.jsonl:42" in proc.stderr and "teacher" in proc.stderr
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")], "staging left behind"
@@ -55,7 +55,7 @@ def test_bad_input_exits_3_and_writes_nothing(small, tmp_path):
 
 def test_parameter_error_wording(small, tmp_path):
     traces, emb = small
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "1.5", "--out",
+    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "1.5", "--unsigned", "--out",
                       tmp_path / "x", check_code=3)
     assert "The 'alpha' parameter of compile must be a float in (0, 1). Got 1.5 instead." in proc.stderr
 
@@ -65,14 +65,14 @@ def test_existing_destination_needs_force(small, tmp_path):
     out = tmp_path / "exists"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    run_tracec("compile", traces, "--embeddings", emb, "--out", out, check_code=3)
+    run_tracec("compile", traces, "--embeddings", emb, "--unsigned", "--out", out, check_code=3)
     assert (out / "keep.txt").read_text() == "mine"
 
 
 def test_verify_reports_tampering_with_exit_1(small, tmp_path):
     traces, emb = small
     out = tmp_path / "b"
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.8", "--out", out)
+    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.8", "--unsigned", "--out", out)
     assert proc.returncode in (0, 1), proc.stderr
     run_tracec("verify", out, "--allow-unsigned", check_code=0)
     data = bytearray((out / "model.onnx").read_bytes())
@@ -86,7 +86,7 @@ def test_verify_reports_tampering_with_exit_1(small, tmp_path):
 def test_route_json_is_one_document(small, tmp_path):
     traces, emb = small
     out = tmp_path / "b"
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.8", "--out", out)
+    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.8", "--unsigned", "--out", out)
     assert proc.returncode in (0, 1), proc.stderr
     proc = run_tracec("route", out, "--embeddings", emb, "--traces", traces, "--allow-unsigned",
                       "--json", check_code=0)
@@ -103,7 +103,7 @@ def test_a_cascade_with_no_residual_is_refused_with_the_reason(small, tmp_path):
     traces, emb = small
     out = tmp_path / "cascade-only"
     proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.7", "--families",
-                      "cascade", "--out", out, "--json", check_code=1)
+                      "cascade", "--unsigned", "--out", out, "--json", check_code=1)
     doc = json.loads(proc.stdout)
     assert doc["gate"] == "closed" and doc["manifest"]["policy"]["family"] == "none"
     assert "cascade: no threshold certified TA >= 0.7: nothing to test (no second stage" in proc.stderr
