@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[embed,test,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[embed,test,bench,codegen]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,16 +16,16 @@ from typing import Union
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import tracec
 from tracec.errors import ParameterError
+from tracec.resources import resource_dir
 from tracec.report_view import FILTERS, build_view, parse_documents
 
 TEMPLATE = "report.html.j2"
 
 
 def templates_dir() -> Path:
-    """``templates/`` at the repository root (next to ``compiler/``)."""
-    return Path(tracec.__file__).resolve().parents[2] / "templates"
+    """The report templates: shipped in the package, else ``templates/`` of the checkout."""
+    return resource_dir("templates")
 
 
 def environment() -> Environment:
