@@ -221,6 +221,10 @@ def test_every_command_speaks_json(signed, small, tmp_path):
     report = json.loads(run_tracec("report", bundle, "--public-key", pub, "--out",
                                    tmp_path / "r.html", "--json", check_code=0).stdout)
     assert report["ok"] is True and Path(report["report"]).is_file()
+    verified = json.loads(run_tracec("verify", bundle, "--public-key", pub, "--json",
+                                     check_code=0).stdout)
+    html = Path(report["report"]).read_text(encoding="utf-8")
+    assert f"{len(verified['files'])} verified against the signed statement" in html  # same count
     route = json.loads(run_tracec("route", bundle, "--embeddings", emb, "--public-key", pub,
                                   "--json", check_code=0).stdout)
     assert route["ok"] is True and route["summary"]["rows"] == 3000

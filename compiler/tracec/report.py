@@ -60,7 +60,8 @@ def render_report(bundle_dir: Union[str, os.PathLike], out_path: Union[str, os.P
                      "but nothing proves who built this bundle")
     view = build_view(verified.manifest, frontier, artifacts,
                       bundle_name=Path(bundle_dir).resolve().name, signature=signature,
-                      signed=verified.signer is not None, warnings=warnings)
+                      signed=verified.signer is not None, warnings=warnings,
+                      verified_files=len(verified.files))
     html = render_html(view)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
