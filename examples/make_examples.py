@@ -1,7 +1,7 @@
 """Generate the synthetic customer-support traces in this directory.
 
 Deterministic given the seed: ``python examples/make_examples.py`` rewrites
-``traces.jsonl`` (1,600 rows) and ``holdout.jsonl`` (400 rows) byte for byte.
+``traces.jsonl`` (2,200 rows) and ``holdout.jsonl`` (500 rows) byte for byte.
 Every text comes from the templates below; nothing is copied from a dataset.
 
 The ``teacher`` field simulates an LLM: it returns the gold ``label`` most of
