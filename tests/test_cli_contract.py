@@ -327,6 +327,12 @@ def test_runtime_cli_verify_and_route(signed, small, tmp_path):
     compiler = json.loads(run_tracec("route", bundle, "--embeddings", small[1], "--public-key",
                                      pub, "--json", check_code=0).stdout)
     assert doc["decisions"] == compiler["decisions"]
+    probe = ("import sys\nfrom tracec_runtime.cli import main\ncode = main(sys.argv[1:])\n"
+             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('tracec', 'sklearn', 'scipy', 'pydantic', 'torch', 'click'))\n"
+             "assert code == 0 and not bad, (code, bad)\n")
+    subprocess.run([PYTHON, "-c", probe, "route", str(bundle), "--embeddings", str(small[1]),
+                    "--public-key", str(pub)], check=True, capture_output=True)
     usage = subprocess.run([*runtime, "verify", str(bundle), "--json"], capture_output=True, text=True)
     error = _error_doc(usage, 2)
     assert "--public-key" in error["message"] and "--allow-unsigned" in error["message"]

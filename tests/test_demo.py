@@ -25,7 +25,7 @@ def test_demo_script_passes_with_margin(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "examples" / "demo.sh"), str(out)], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "Gate OPEN" in proc.stderr and "signature valid" in proc.stdout
+    assert "Gate OPEN" in proc.stdout and "signature valid" in proc.stdout
     manifest = json.loads((out / "bundle" / "manifest.json").read_text(encoding="utf-8"))
     alpha, cal = float(manifest["policy"]["alpha"]), manifest["calibration"]
     assert alpha == 0.9 and float(cal["ta_lower"]) - alpha >= 0.02, cal  # not on a knife edge

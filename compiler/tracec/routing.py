@@ -11,6 +11,7 @@ from tracec.calibration import cp_lower, cp_upper
 from tracec.embeddings import load_embeddings
 from tracec.manifest import dec
 from tracec.traces import load_traces
+from tracec_runtime.cli import decision_rows
 from tracec_runtime.router import Router
 
 
@@ -24,9 +25,7 @@ def route_file(bundle: Path, embeddings: Path, traces: Optional[Path], public_ke
     X, _ = load_embeddings(embeddings, rows.n if rows else _rows_of(embeddings), traces_path=traces)
     batch = router.route_batch(X)
     labels = router.labels
-    decisions = [{"row": i, "label": labels[int(k)] if h else None, "handled": bool(h),
-                  "surrogate_label": labels[int(k)], "score": format(float(s), ".6g")}
-                 for i, (k, h, s) in enumerate(zip(batch.label_index, batch.handled, batch.score))]
+    decisions = decision_rows(batch, labels)
     summary = {"rows": len(decisions), "handled": int(np.sum(batch.handled)),
                "coverage": dec(float(np.mean(batch.handled)) if len(decisions) else 0.0),
                "gate": router.manifest["policy"]["gate"]}

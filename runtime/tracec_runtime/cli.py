@@ -134,16 +134,20 @@ def _route(args) -> tuple[dict, str, int]:
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.floating):
         raise RouteInputError(f"{args.embeddings}: expected a 2-D float array "
                               f"(rows x {router.dimension}); found shape {X.shape}, dtype {X.dtype}")
-    batch = router.route_batch(X.astype(np.float32, copy=False))
-    labels = router.labels
-    decisions = [{"row": i, "label": labels[int(k)] if h else None, "handled": bool(h),
-                  "surrogate_label": labels[int(k)], "score": format(float(s), ".6g")}
-                 for i, (k, h, s) in enumerate(zip(batch.label_index, batch.handled, batch.score))]
+    decisions = decision_rows(router.route_batch(X.astype(np.float32, copy=False)), router.labels)
     n, handled = len(decisions), int(np.sum(batch.handled))
     summary = {"rows": n, "handled": handled, "coverage": f"{handled / n:.4f}" if n else "0",
                "gate": router.manifest["policy"]["gate"]}
     doc = {"ok": True, "bundle": str(args.bundle), "summary": summary, "decisions": decisions}
     return doc, ", ".join(f"{k} {v}" for k, v in summary.items()), EXIT_OK
+
+
+def decision_rows(batch, labels: list) -> list[dict]:
+    """One ``{"row", "label", "handled", "surrogate_label", "score"}`` per routed row
+    (``label`` is None when deferred); the ``decisions`` of both CLIs' route documents."""
+    return [{"row": i, "label": labels[int(k)] if h else None, "handled": bool(h),
+             "surrogate_label": labels[int(k)], "score": format(float(s), ".6g")}
+            for i, (k, h, s) in enumerate(zip(batch.label_index, batch.handled, batch.score))]
 
 
 class _Parser(argparse.ArgumentParser):
