@@ -134,7 +134,8 @@ def _route(args) -> tuple[dict, str, int]:
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.floating):
         raise RouteInputError(f"{args.embeddings}: expected a 2-D float array "
                               f"(rows x {router.dimension}); found shape {X.shape}, dtype {X.dtype}")
-    decisions = decision_rows(router.route_batch(X.astype(np.float32, copy=False)), router.labels)
+    batch = router.route_batch(X.astype(np.float32, copy=False))
+    decisions = decision_rows(batch, router.labels)
     n, handled = len(decisions), int(np.sum(batch.handled))
     summary = {"rows": n, "handled": handled, "coverage": f"{handled / n:.4f}" if n else "0",
                "gate": router.manifest["policy"]["gate"]}
