@@ -80,7 +80,7 @@ class Routed:
 
 def keygen(prefix: Path) -> tuple[Path, Path]:
     """``tracec keygen --out PREFIX``: (private key, public key)."""
-    done = procs.run([str(TRACEC), "keygen", "--out", str(prefix)])
+    done = procs.run([str(TRACEC), "keygen", "--out", str(prefix), "--json"])
     if done.returncode != 0:
         raise SubprocessFailed("tracec keygen", done.returncode, done.stderr)
     doc = json.loads(done.stdout)
