@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,15 @@ def test_wheels_install_into_a_clean_venv_and_every_command_works(tmp_path):
     wheels = sorted(p.name for p in dist.glob("*.whl"))
     assert [w.split("-")[0] for w in wheels] == ["tracec", "tracec_runtime"], wheels
 
+    for wheel in dist.glob("*.whl"):
+        names = zipfile.ZipFile(wheel).namelist()
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), wheel.name
+        if wheel.name.startswith("tracec_runtime"):
+            assert "tracec_runtime/py.typed" in names
+        else:
+            assert {"tracec/_data/templates/report.html.j2",
+                    "tracec/_data/schemas/cli-error.schema.json"} <= set(names)
+
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", venv], tmp_path, env)
     bin_ = venv / "bin"
@@ -61,6 +71,10 @@ def test_wheels_install_into_a_clean_venv_and_every_command_works(tmp_path):
                   "print(tracec.__file__); print(tracec_runtime.__file__); print(sys.path)"],
                  work, env).stdout
     assert str(REPO) not in where and where.count(str(venv)) >= 2
+    _run([bin_ / "python", "-c", "import importlib.metadata as m, tracec, tracec_runtime; "
+          "assert m.version('tracec') == tracec.__version__, 'tracec version'; "
+          "assert m.version('tracec-runtime') == tracec_runtime.__version__, 'runtime version'"],
+         work, env)  # one version source each: the package's __version__
 
     tracec, runtime = bin_ / "tracec", bin_ / "tracec-runtime"
     _run([tracec, "keygen", "--out", work / "k"], work, env)
