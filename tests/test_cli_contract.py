@@ -41,12 +41,18 @@ def test_same_inputs_give_byte_identical_bundles(small, tmp_path):
     assert digests[0] == digests[1]
 
 
-def test_bad_input_exits_3_and_writes_nothing(small, tmp_path):
-    traces, emb = small
+def _with_bad_line(traces, tmp_path, index: int):
+    """A copy of ``traces`` whose line ``index + 1`` has a non-string teacher."""
     bad = tmp_path / "bad.jsonl"
     lines = traces.read_text(encoding="utf-8").splitlines()
-    lines[41] = '{"input": "hello", "teacher": 42}'
+    lines[index] = '{"input": "hello", "teacher": 42}'
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return bad
+
+
+def test_bad_input_exits_3_and_writes_nothing(small, tmp_path):
+    traces, emb = small
+    bad = _with_bad_line(traces, tmp_path, 41)
     out = tmp_path / "never"
     proc = run_tracec("compile", bad, "--embeddings", emb, "--unsigned", "--out", out, check_code=3)
     assert "bad.jsonl:42" in proc.stderr and "teacher" in proc.stderr
@@ -168,10 +174,7 @@ def test_compile_without_a_key_needs_unsigned(small, tmp_path):
 
 def test_bad_input_json_document_names_file_line_and_field(small, tmp_path):
     traces, emb = small
-    bad = tmp_path / "bad.jsonl"
-    lines = traces.read_text(encoding="utf-8").splitlines()
-    lines[9] = '{"input": "hello", "teacher": 42}'
-    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = _with_bad_line(traces, tmp_path, 9)
     proc = run_tracec("compile", bad, "--embeddings", emb, "--unsigned", "--out", tmp_path / "x",
                       "--json")
     error = _error_doc(proc, 3)
@@ -342,3 +345,22 @@ def test_runtime_cli_verify_and_route(signed, small, tmp_path):
     error = _error_doc(subprocess.run([*runtime, "verify", str(copy), "--public-key", str(pub),
                                        "--json"], capture_output=True, text=True), 1)
     assert any("model.onnx" in p for p in error["problems"])
+
+
+def test_route_below_alpha_warning_false_alarm_rate_by_simulation():
+    """At a true TA equal to alpha the warning fires at most delta/2 of the time (one side of
+    a two-sided 1 - delta Clopper-Pearson interval); ten points below alpha it nearly always does."""
+    from tracec.routing import _live_ta
+
+    rng = np.random.default_rng(11)
+    manifest = {"policy": {"alpha": "0.9", "delta": "0.05"}}
+    n = 400
+    handled = np.ones(n, dtype=bool)
+
+    def fires(true_ta: float, runs: int = 2000) -> float:
+        ks = rng.binomial(n, true_ta, size=runs)
+        return float(np.mean([_live_ta({"_agree_handled": int(k)}, manifest, handled)["ta_below_alpha"]
+                              for k in ks]))
+
+    assert fires(0.9) <= 0.025 + 0.01
+    assert fires(0.8) >= 0.99
