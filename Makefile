@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# No torch: the default embedder is int8 ONNX.  For the optional sentence-transformers
 	# backend install CPU torch==2.13.0 first, then '.[embed-st]'.
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[test,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e 'runtime[serve]' -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -25,6 +25,10 @@ out = sys.argv[1]
 s = json.load(open(f"{out}/holdout-routing.json"))["summary"]
 m = json.load(open(f"{out}/bundle/manifest.json"))
 cost = json.load(open(f"{out}/bundle/artifacts/cost.json"))
+cal = m["calibration"]
+print(f"certified at alpha {m['policy']['alpha']} (delta {m['policy']['delta']}): family {m['policy']['family']}, "
+      f"calibration coverage {cal['coverage']}, TA {cal['ta']}, lower bound {cal['ta_lower']} "
+      f"(margin {float(cal['ta_lower']) - float(m['policy']['alpha']):+.3f})")
 print(f"held-out rows: {s['rows']}  coverage: {s['coverage']}  TA on handled: {s['ta_handled']}"
       f"  (manifest shadow coverage {m['shadow']['coverage']}, TA {m['shadow']['ta']}, alpha {m['policy']['alpha']})")
 if "accuracy_end_to_end" in s:
@@ -33,5 +37,8 @@ w, wo = cost.get("with_bundle") or {}, cost.get("without_bundle") or {}
 print(f"cost projection at {cost.get('daily_volume')} requests/day, {cost.get('teacher_cost_per_1k')} per 1k LLM calls: "
       f"LLM calls/day {wo.get('llm_calls_per_day')} -> {w.get('llm_calls_per_day')}, "
       f"cost/day {wo.get('cost_per_day')} -> {w.get('cost_per_day')}, savings/year {w.get('savings_per_year')}")
+if s.get("ta_interval"):
+    print(f"held-out TA interval {s['ta_interval'][0]}..{s['ta_interval'][1]} vs alpha {s['alpha']}"
+          f"{' (BELOW alpha)' if s['ta_below_alpha'] else ''}")
 print(f"report: {out}/report.html")
 PY

@@ -86,3 +86,7 @@ def _release(before: dict) -> Optional[int]:
     if pending is not None and _held:
         _held[-1] = _held[-1] or pending
     return pending
+
+
+#: The CLI's name for the same context manager (``tracec.cli.main`` wraps every command).
+sigterm_raises = terminate_as_exception

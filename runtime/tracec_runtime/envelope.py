@@ -167,11 +167,13 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
         if not allow_unsigned:
             raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []); "
                                       f"pass the deployer's public key for a signed bundle, or "
-                                      f"allow_unsigned=True to accept it unsafely")
+                                      f"accept it unsafely (CLI: --allow-unsigned; Python: "
+                                      f"allow_unsigned=True)")
     else:
         if public_key is None and not allow_unsigned:
             raise SignatureError(f"{src}: the bundle is signed but no public key was "
-                                 f"supplied to check it against")
+                                 f"supplied to check it against (CLI: --public-key NAME.pub; "
+                             f"Python: public_key=)")
         signer = _check_signatures(signatures, payload, public_key, src)
     try:
         statement = strict_json(payload)  # a float is refused below, as not canonical
