@@ -159,7 +159,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from tracec_runtime import __version__
 
-    parser = _Parser(prog="tracec-runtime", description="Verify a tracec bundle; route embeddings.")
+    parser = _Parser(prog="tracec-runtime", description="Verify a tracec bundle; route embeddings. "
+                     "Also: `tracec-runtime serve BUNDLE` (the HTTP service, extra [serve]) and "
+                     "`tracec-runtime watch URL...` (the live bound over replicas).")
     parser.add_argument("--version", action="version", version=f"tracec-runtime {__version__}")
     parser.add_argument("--debug", action="store_true", help="print tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -179,8 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Subcommands with their own argument parsers (the service, the fleet watch): delegated whole.
+DELEGATED = {"serve": ("tracec_runtime.serve.main", "main"),
+             "watch": ("tracec_runtime.serve.watch_cmd", "main")}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # `tracec-runtime serve BUNDLE ...` (extra [serve])
+        import importlib
+
+        module, fn = DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), fn)(argv[1:])
     as_json, debug = "--json" in argv, "--debug" in argv
     previous = signal.signal(signal.SIGTERM, sigterm_handler(_Terminated))
     try:
