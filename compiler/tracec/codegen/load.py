@@ -1,0 +1,62 @@
+"""Verified bundle -> :class:`~tracec.codegen.ir.Policy` (nothing is read but verified bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from tracec.codegen.errors import UnsupportedStageError
+from tracec.codegen.ir import Dense, Policy, Stage
+from tracec_runtime.fastpath_format import FASTPATH_BIN, FASTPATH_JSON, parse_fastpath
+from tracec_runtime.verify import MODEL, VerifiedBundle
+
+__all__ = ["policy_of"]
+
+
+def _manifest_policy(m: dict) -> tuple[tuple, int, bool]:
+    labels, dim, gate = m.get("labels"), m.get("embedder", {}).get("dimension"), \
+        m.get("policy", {}).get("gate")
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+        raise UnsupportedStageError("manifest.labels", "a non-empty list of strings", labels)
+    if type(dim) is not int or dim < 1:
+        raise UnsupportedStageError("manifest.embedder.dimension", "a positive int", dim)
+    if gate not in ("open", "closed"):
+        raise UnsupportedStageError("manifest.policy.gate", "'open' or 'closed'", gate)
+    return tuple(labels), dim, gate == "open"
+
+
+def _from_fastpath(files: dict) -> tuple[str, np.float32, int, tuple]:
+    spec = parse_fastpath(files[FASTPATH_JSON], files[FASTPATH_BIN])
+    stages = tuple(
+        Stage(Dense(tuple((np.asarray(w, np.float32), np.asarray(b, np.float32))
+                          for w, b in s.layers), s.hidden, s.output),
+              np.asarray(s.classes, np.int64), np.asarray(s.acceptor_coef, np.float32),
+              np.float32(s.acceptor_intercept))
+        for s in spec.stages)
+    return spec.mode, spec.tau, spec.n_features, stages
+
+
+def policy_of(verified: VerifiedBundle, envelope: bytes) -> Policy:
+    """The policy of a verified bundle: from its fast path when the signed manifest marks
+    it identical to the graph, else from the graph (tree ensembles only)."""
+    m = verified.manifest
+    labels, dim, gate_open = _manifest_policy(m)
+    fast = m.get("fastpath") if isinstance(m.get("fastpath"), dict) else {}
+    if fast.get("present") is True and FASTPATH_JSON in verified.files:
+        mode, tau, n_features, stages = _from_fastpath(verified.files)
+        source = "fastpath"
+    else:
+        from tracec.codegen.onnx_trees import policy_from_graph
+        mode, tau, n_features, stages = policy_from_graph(verified.files[MODEL])
+        source = "graph"
+    if n_features != dim:
+        raise UnsupportedStageError("the policy's input dimension",
+                                    f"manifest.embedder.dimension ({dim})", n_features)
+    top = max(int(s.classes.max()) for s in stages)
+    if top >= len(labels):
+        raise UnsupportedStageError("the stages' label indices",
+                                    f"below the number of labels ({len(labels)})", top)
+    return Policy(mode, np.float32(tau), dim, labels, gate_open, stages, source,
+                  hashlib.sha256(envelope).hexdigest())
+
