@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 
 from tracec.codegen.errors import UnsupportedStageError
 from tracec.codegen.ir import Dense, Policy, Stage
+from tracec_runtime.canonical import strict_json
 from tracec_runtime.fastpath_format import FASTPATH_BIN, FASTPATH_JSON, parse_fastpath
 from tracec_runtime.verify import MODEL, VerifiedBundle
 
@@ -26,8 +28,41 @@ def _manifest_policy(m: dict) -> tuple[tuple, int, bool]:
     return tuple(labels), dim, gate == "open"
 
 
+# Everything of the fast-path format this generator emits code for.  A field or stage kind
+# beyond these (a new gate stage, say) is refused: the generated policy would ignore it.
+_KNOWN_TOP = {"format", "mode", "tau", "n_features", "stages", "tensors"}
+_KNOWN_STAGE = {"head", "output", "layers", "classes", "acceptor_coef", "acceptor_intercept",
+                "hidden_activation"}
+_KNOWN_HEADS = ("linear", "mlp")
+_KNOWN_SPEC = {"mode", "tau", "n_features", "stages"}
+_KNOWN_WEIGHTS = {"head", "output", "hidden", "layers", "classes", "acceptor_coef",
+                  "acceptor_intercept"}
+
+
+def _check_known(doc: object, spec: object) -> None:
+    where = f"{FASTPATH_JSON}"
+    extra = sorted(set(doc) - _KNOWN_TOP) if isinstance(doc, dict) else ["(not an object)"]
+    if extra:
+        raise UnsupportedStageError(f"{where} top-level fields", f"only {sorted(_KNOWN_TOP)}", extra)
+    for i, st in enumerate(doc.get("stages", [])):
+        if st.get("head") not in _KNOWN_HEADS:
+            raise UnsupportedStageError(f"{where} $.stages[{i}].head", f"one of {list(_KNOWN_HEADS)}",
+                                        st.get("head"))
+        extra = sorted(set(st) - _KNOWN_STAGE)
+        if extra:
+            raise UnsupportedStageError(f"{where} $.stages[{i}] fields",
+                                        f"only {sorted(_KNOWN_STAGE)}", extra)
+    fields = {f.name for f in dataclasses.fields(spec)}
+    stage_fields = {f.name for s in spec.stages for f in dataclasses.fields(s)}
+    if fields - _KNOWN_SPEC or stage_fields - _KNOWN_WEIGHTS:
+        raise UnsupportedStageError("the runtime's parsed fast path",
+                                    "only fields this generator knows",
+                                    sorted((fields - _KNOWN_SPEC) | (stage_fields - _KNOWN_WEIGHTS)))
+
+
 def _from_fastpath(files: dict) -> tuple[str, np.float32, int, tuple]:
-    spec = parse_fastpath(files[FASTPATH_JSON], files[FASTPATH_BIN])
+    spec = parse_fastpath(files[FASTPATH_JSON], files[FASTPATH_BIN])   # validates everything
+    _check_known(strict_json(files[FASTPATH_JSON], floats=False), spec)
     stages = tuple(
         Stage(Dense(tuple((np.asarray(w, np.float32), np.asarray(b, np.float32))
                           for w, b in s.layers), s.hidden, s.output),
