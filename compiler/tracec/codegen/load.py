@@ -10,6 +10,7 @@ import numpy as np
 from tracec.codegen.errors import UnsupportedStageError
 from tracec.codegen.ir import Dense, Policy, Stage
 from tracec_runtime.canonical import strict_json
+from tracec_runtime.engines import fastpath_problem
 from tracec_runtime.fastpath_format import FASTPATH_BIN, FASTPATH_JSON, parse_fastpath
 from tracec_runtime.verify import MODEL, VerifiedBundle
 
@@ -77,8 +78,9 @@ def policy_of(verified: VerifiedBundle, envelope: bytes) -> Policy:
     it identical to the graph, else from the graph (tree ensembles only)."""
     m = verified.manifest
     labels, dim, gate_open = _manifest_policy(m)
-    fast = m.get("fastpath") if isinstance(m.get("fastpath"), dict) else {}
-    if fast.get("present") is True and FASTPATH_JSON in verified.files:
+    # The same choice the runtime makes (tracec_runtime.engines): the fast path only when the
+    # signed manifest marks it identical to the graph; otherwise the graph is the reference.
+    if fastpath_problem(m, verified.files, str(verified.path / "manifest.json")) is None:
         mode, tau, n_features, stages = _from_fastpath(verified.files)
         source = "fastpath"
     else:
