@@ -91,20 +91,31 @@ def assert_matches_runtime(bundle: Path, lang: str, X: np.ndarray, root: Path, p
 
 
 def write_policy_bundle(out: Path, specs, *, mode: str, tau: float, labels, dim: int,
-                        signing_key=None) -> Path:
-    """A bundle of the compiler's own graph for hand-picked stages (trees the pool rarely
-    selects on embeddings): ``model.onnx`` + minimal manifest, sealed.  No fast path."""
+                        check_rows=None, signing_key=None) -> Path:
+    """A bundle of the compiler's own graph for hand-picked stages (shapes the pool rarely
+    selects on embeddings): ``model.onnx``, the verified fast path when the stages have one
+    and ``check_rows`` are given (as the compiler ships it), a minimal manifest; sealed."""
     from tracec.bundle import file_digests, write_file, write_json
     from tracec.export import build_policy_graph
+    from tracec.export.fastpath import verified_fastpath
     from tracec_runtime.canonical import f32_str
     from tracec_runtime.envelope import seal
 
     out.mkdir(parents=True)
-    write_file(out, "model.onnx", build_policy_graph(specs, n_features=dim, tau=tau, mode=mode))
+    graph = build_policy_graph(specs, n_features=dim, tau=tau, mode=mode)
+    write_file(out, "model.onnx", graph)
+    record = {"present": False}
+    if check_rows is not None:
+        files, report = verified_fastpath(specs, mode=mode, tau=tau, graph_bytes=graph,
+                                          X=check_rows)
+        assert files is not None, report   # these tests want the fast path shipped
+        for name, data in files.items():
+            write_file(out, name, data)
+        record = report.manifest_record()
     manifest = {"format_version": "1", "labels": list(labels), "embedder": {"dimension": dim},
                 "policy": {"tau": f32_str(float(np.float32(tau))),
                            "gate": "closed" if mode == "closed" else "open"},
-                "fastpath": {"present": False}, "files": file_digests(out)}
+                "fastpath": record, "files": file_digests(out)}
     write_json(out, "manifest.json", manifest)
     seal(out, signing_key)
     return out

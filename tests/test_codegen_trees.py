@@ -1,7 +1,11 @@
-"""Codegen of tree-ensemble stages (no fast path: the reference is onnxruntime on the graph).
+"""Codegen of stage shapes the candidate pool rarely ships, on real Banking77 rows.
 
-The candidate pool rarely selects trees on sentence embeddings, so these bundles are
-the compiler's own policy graph (``build_policy_graph``) for hand-picked tree stages
+Tree-ensemble stages (no fast path: the reference is onnxruntime on the graph), and dense
+heads and activations (one-vs-rest SGD, binary logistic, tanh / logistic MLPs) with the
+fast path the compiler would ship (the reference is the numpy engine).
+
+The candidate pool rarely selects these on sentence embeddings, so these bundles are
+the compiler's own policy graph (``build_policy_graph``) for hand-picked stages
 fitted on real Banking77 rows (real teacher), sealed like any bundle.  tau lies in a
 gap of the scores (tree scores take few distinct values, and a score within float32
 rounding of tau may legitimately fall either side).
@@ -9,8 +13,11 @@ rounding of tau may legitimately fall either side).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from conftest import banking77_teacher, run_tracec
@@ -30,7 +37,8 @@ def _stage(est, d):
     from tracec.acceptor import fit_acceptor
     from tracec.export import StageGraphSpec
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)   # small, quick fits on purpose
         est.fit(d["X"], d["y"])
         probs = est.predict_proba(d["X_acc"].astype(np.float64))
     agree = np.asarray(est.classes_)[probs.argmax(axis=1)] == d["y_acc"]
@@ -58,7 +66,7 @@ def stages(data):
                                                          random_state=0), data)}
 
 
-def _bundle(tmp_path_factory, data, specs, mode, name):
+def _bundle(tmp_path_factory, data, specs, mode, name, fast=False):
     from tracec.scoring import GraphScorer
     from tracec.export import build_policy_graph
 
@@ -67,7 +75,8 @@ def _bundle(tmp_path_factory, data, specs, mode, name):
     _, score, _ = GraphScorer(probe).run(data["X_ev"])
     tau = _gap_tau(score)
     out = tmp_path_factory.mktemp("cg_trees") / name
-    return write_policy_bundle(out, specs, mode=mode, tau=tau, labels=data["labels"], dim=384)
+    return write_policy_bundle(out, specs, mode=mode, tau=tau, labels=data["labels"], dim=384,
+                               check_rows=data["X_ev"] if fast else None)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +119,36 @@ def test_a_stage_without_fast_path_that_is_not_a_tree_is_refused(tmp_path, data,
                       "--allow-unsigned", check_code=1)
     assert "s2_" in proc.stderr and "TreeEnsembleClassifier" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def dense_bundles(tmp_path_factory, data):
+    """Dense heads and activations the pool rarely ships: one-vs-rest SGD, a binary logistic
+    regression (1 output), MLPs with tanh and logistic hidden layers; with their fast path."""
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    two = np.isin(data["y"], [1, 11])
+    binary = {**data, "X": data["X"][two], "y": data["y"][two]}
+    specs = {
+        "sgd-ovr": [_stage(make_pipeline(StandardScaler(), SGDClassifier(
+            loss="log_loss", alpha=1e-2, max_iter=50, tol=1e-2, random_state=0)), data)],
+        "binary-logistic": [_stage(LogisticRegression(C=1.0, max_iter=500), binary)],
+        "mlp-tanh-logistic": [_stage(MLPClassifier(hidden_layer_sizes=(32,), activation="tanh",
+                                                   max_iter=60, random_state=0), data),
+                              _stage(MLPClassifier(hidden_layer_sizes=(16, 8),
+                                                   activation="logistic", max_iter=60,
+                                                   random_state=0), data)],
+    }
+    modes = {"sgd-ovr": "l2d", "binary-logistic": "l2d", "mlp-tanh-logistic": "cascade"}
+    return {n: _bundle(tmp_path_factory, data, s, modes[n], n, fast=True)
+            for n, s in specs.items()}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("name", ["sgd-ovr", "binary-logistic", "mlp-tanh-logistic"])
+def test_dense_heads_and_activations_match_runtime(dense_bundles, data, root, name, lang):
+    info = assert_matches_runtime(dense_bundles[name], lang, data["X_ev"][:ROWS], root)
+    assert info["engine"] == "numpy"
