@@ -1,6 +1,7 @@
 """Pack a :class:`~tracec.codegen.ir.Policy` into ``weights.bin`` and a layout for the templates.
 
-Every tensor is little-endian float32 or int32 (4 bytes a value), back to back;
+Every tensor is little-endian float32 or int32 (4 bytes a value), each starting at a
+64-byte boundary (zero padding between);
 the layout gives each one's offset in 4-byte words, and the generated code
 checks the file's length and SHA-256 before it reads a value.
 """
@@ -15,16 +16,20 @@ from tracec.codegen.ir import Dense, Policy, Trees
 
 __all__ = ["pack"]
 
+ALIGN_WORDS = 16   # 64 bytes
+
 
 class _Words:
     def __init__(self):
         self.parts, self.n = [], 0
 
     def add(self, arr, dtype: str) -> int:
+        """Append ``arr`` at the next 64-byte boundary (aligned vector loads in C); its offset."""
         data = np.ascontiguousarray(arr, dtype=np.dtype(dtype)).reshape(-1)
-        off = self.n
-        self.parts.append(data.tobytes())
-        self.n += data.size
+        pad = -self.n % ALIGN_WORDS
+        off = self.n + pad
+        self.parts.append(b"\0" * (4 * pad) + data.tobytes())
+        self.n = off + data.size
         return off
 
 
