@@ -244,3 +244,40 @@ def test_python_api_is_tracec_codegen(cascade, keys, tmp_path):
     assert (tmp_path / "py" / "tracec_policy.py").is_file()
     assert sys.modules["tracec.codegen"].verify_codegen(tmp_path / "py",
                                                       allow_unsigned=True)["signer"] is None
+
+
+_WRONG_DIM = {   # a program calling each language's API with a 10-value embedding
+    "c": ("dim.c", '#include <stdio.h>\n#include "tracec_policy.h"\nint main(void) {\n'
+          '    float x[10] = {0}; tracec_decision d;\n    if (tracec_load("weights.bin")) return 9;\n'
+          '    int s = tracec_route(x, 10, &d);\n'
+          '    printf("%d %d %d\\n", s, d.handled, d.label_index);\n    return 0;\n}\n',
+          ["sh", "-c", "cc -std=c99 -o dim dim.c tracec_policy.c -lm && ./dim"], "-1 0 -1"),
+    "js": ("dim.js", 'const t = require("./tracec_policy.js");\n'
+           'try { new t.Policy().route(new Float32Array(10)); console.log("decided"); }\n'
+           'catch (e) { console.log(e instanceof t.PolicyInputError ? "PolicyInputError" : e); }\n',
+           ["node", "dim.js"], "PolicyInputError"),
+    "java": ("Dim.java", 'public class Dim { public static void main(String[] a) throws Exception {\n'
+             '  try { new TracecPolicy(null).route(new float[10]); System.out.println("decided"); }\n'
+             '  catch (TracecPolicy.PolicyInputException e) { System.out.println("PolicyInputException"); }\n'
+             '} }\n', ["sh", "-c", "javac -cp classes -d classes Dim.java && java -cp classes Dim"],
+             "PolicyInputException"),
+    "go": ("cmd/dim/main.go", 'package main\n\nimport (\n\t"errors"\n\t"fmt"\n\n'
+           '\t"tracecroute/tracecpolicy"\n)\n\nfunc main() {\n'
+           '\tp, err := tracecpolicy.Load("weights.bin")\n\tif err != nil {\n\t\tpanic(err)\n\t}\n'
+           '\t_, err = p.Route(make([]float32, 10))\n\tfmt.Println(errors.Is(err, tracecpolicy.ErrInput))\n}\n',
+           ["sh", "-c", "GOPROXY=off go run ./cmd/dim"], "true"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(_WRONG_DIM))
+def test_api_refuses_a_wrong_dimension(cascade, keys, root, tmp_path, lang):
+    import subprocess
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(built(cascade, lang, root, keys[1]), pkg)
+    name, source, cmd, expected = _WRONG_DIM[lang]
+    (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+    (pkg / name).write_text(source)
+    proc = subprocess.run(cmd, cwd=pkg, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == expected
