@@ -39,6 +39,7 @@ def generate(bundle: Union[str, os.PathLike], lang: str, public_key: object = No
     from tracec.codegen.emit import render
     from tracec.codegen.load import policy_of
     from tracec.codegen.statement import envelope_bytes, statement_of
+    from tracec_runtime.canonical import canonical_bytes
     from tracec_runtime.paths import ENVELOPE, read_file
     from tracec_runtime.verify import verify_bundle
 
@@ -47,6 +48,9 @@ def generate(bundle: Union[str, os.PathLike], lang: str, public_key: object = No
                                 f"{', '.join(sorted(LANGS))}. Got {lang!r} instead.")
     verified = verify_bundle(bundle, public_key, allow_unsigned=allow_unsigned)
     envelope = read_file(verified.path, ENVELOPE)
+    if envelope is None or _payload(envelope) != canonical_bytes(verified.statement):
+        raise CodegenError(f"{verified.path / ENVELOPE} changed while code was being generated "
+                           f"from it; nothing was written")
     policy = policy_of(verified, envelope)
     weights, layout = pack(policy)
     files = render(lang, layout)
@@ -55,6 +59,17 @@ def generate(bundle: Union[str, os.PathLike], lang: str, public_key: object = No
                              build_outputs=BUILD_OUTPUTS[lang])
     files[CODEGEN_ENVELOPE] = envelope_bytes(statement, signing_key)
     return files
+
+
+def _payload(envelope: bytes) -> bytes:
+    """The statement bytes an envelope carries (b"" if it is not one)."""
+    import base64
+    import json
+
+    try:
+        return base64.b64decode(json.loads(envelope)["payload"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        return b""
 
 
 def codegen(bundle: Union[str, os.PathLike], lang: str, out: Union[str, os.PathLike], *,
