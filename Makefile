@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash tests/setup_browser.sh || echo "chromium unavailable: browser tests will be skipped" >&2
+	bash tests/setup_toolchains.sh
 	$(BIN)/python -m pytest -q -m "not slow" tests
 	$(BIN)/python -m pytest -q -m slow tests
 

@@ -19,14 +19,14 @@ _ERRORS = ("TracecError", "InputError", "TraceFileError", "EmbeddingError", "Par
            "ExportError", "GateRefused", "BundleVerificationError", "BundleIntegrityError",
            "SignatureError", "UnsignedBundleError", "KeyFileError")
 
-__all__ = ["__version__", "errors", *_LAZY, *_ERRORS]
+__all__ = ["__version__", "errors", "codegen", *_LAZY, *_ERRORS]
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name == "errors":
-        return importlib.import_module("tracec.errors")
+    if name in ("errors", "codegen"):  # codegen: a callable module, tracec.codegen(bundle, lang, out)
+        return importlib.import_module(f"tracec.{name}")
     module = _LAZY.get(name) or ("tracec.errors" if name in _ERRORS else None)
     if module is None:
         raise AttributeError(f"module 'tracec' has no attribute {name!r}")

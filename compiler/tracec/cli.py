@@ -129,6 +129,10 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
     from tracec_runtime.verify import verify_bundle
 
     _require_key(public_key, allow_unsigned)
+    from tracec.codegen.statement import is_codegen_dir
+    if is_codegen_dir(bundle):  # a `tracec codegen` package, not a bundle
+        from tracec.codegen.cli import verify_codegen_cmd
+        return verify_codegen_cmd(bundle, public_key, allow_unsigned, as_json)
     verified = verify_bundle(bundle, public_key=public_key, allow_unsigned=allow_unsigned)
     m = verified.manifest
     signed = bool(verified.signed)
@@ -136,6 +140,22 @@ def verify_cmd(bundle, public_key, allow_unsigned, as_json):
            "gate": m["policy"]["gate"], "alpha": m["policy"]["alpha"], "tau": m["policy"]["tau"]}
     _emit(outputs.VerifyOutput, doc, as_json, f"OK: {bundle} ({len(verified.files)} files, "
                         f"{'signature valid' if signed else 'UNSIGNED'}; gate {m['policy']['gate']})")
+
+
+@cli.command("codegen")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--lang", required=True, type=click.Choice(["c", "java", "js", "go", "python"]))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Directory to write (must not exist).")
+@click.option("--signing-key", type=click.Path(path_type=Path, dir_okay=False), help="Sign the package statement (NAME.key).")
+@click.option("--force", is_flag=True, help="Replace an earlier codegen package at --out.")
+@_key_options
+@click.option("--json", "as_json", is_flag=True)
+def codegen_cmd(bundle, lang, out, signing_key, force, public_key, allow_unsigned, as_json):
+    """Generate dependency-free LANG source for BUNDLE's policy (verified first).  docs/codegen.md."""
+    from tracec.codegen.cli import codegen_cmd as run
+
+    _require_key(public_key, allow_unsigned)
+    run(bundle, lang, out, signing_key, force, public_key, allow_unsigned, as_json)
 
 
 @cli.command("route")
