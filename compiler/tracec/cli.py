@@ -62,10 +62,13 @@ def cli() -> None:
 @click.option("--teacher-cost-per-1k", type=float, help="LLM cost per 1,000 calls, for the cost projection.")
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
+@click.option("--ood-quantile", default=0.01, show_default=True, type=float,
+              help="Out-of-distribution gate: share of (out-of-fold) training rows it would reject.")
+@click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (inputs unlike the traces are not deferred).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees, families, split_text,
                 size_budget_mb, signing_key, previous, previous_public_key, no_examples,
-                teacher_cost_per_1k, daily_volume, force, as_json):
+                teacher_cost_per_1k, daily_volume, force, ood_quantile, no_ood, as_json):
     """Compile TRACES (JSONL) into a bundle.  Exit 0: gate open; 1: refused (closed bundle written)."""
     from tracec.config import CompileConfig, parse_alphas
     from tracec.pipeline import compile_bundle
@@ -78,7 +81,7 @@ def compile_cmd(traces, out, embeddings, embedder_id, alpha, delta, seed, trees,
         fractions=parse_fractions(split_text), size_budget_bytes=int(size_budget_mb * 1e6),
         signing_key=signing_key, previous=previous, previous_public_key=previous_public_key,
         no_examples=no_examples, teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume,
-        force=force)
+        force=force, ood_quantile=None if no_ood else ood_quantile)
     result = compile_bundle(config, progress=_say)
     doc = {"bundle": result.out, "gate": "open" if result.gate_open else "closed",
            "explanation": result.explanation, "manifest": result.manifest,

@@ -36,6 +36,7 @@ class CompileConfig:
     daily_volume: Optional[int] = None
     force: bool = False
     embedder_id: Optional[str] = None
+    ood_quantile: Optional[float] = 0.01   # tracec.ood; None: no out-of-distribution gate
     cache_dir: Optional[Path] = field(default=None, compare=False)
 
     def __post_init__(self):
@@ -60,6 +61,9 @@ class CompileConfig:
                                                          and math.isfinite(self.teacher_cost_per_1k)):
             raise ParameterError("teacher_cost_per_1k", "compile", "a finite float >= 0",
                                  self.teacher_cost_per_1k)
+        if self.ood_quantile is not None and not (isinstance(self.ood_quantile, (int, float))
+                                                  and 0 <= self.ood_quantile < 0.5):
+            raise ParameterError("ood_quantile", "compile", "a float in [0, 0.5)", self.ood_quantile)
         if self.daily_volume is not None and self.daily_volume < 0:
             raise ParameterError("daily_volume", "compile", "an int >= 0", self.daily_volume)
 
@@ -79,6 +83,7 @@ class CompileConfig:
             "teacher_cost_per_1k": "" if self.teacher_cost_per_1k is None else _g(self.teacher_cost_per_1k),
             "daily_volume": "" if self.daily_volume is None else str(self.daily_volume),
             "embedder_id": self.embedder_id or "",
+            "ood_quantile": "none" if self.ood_quantile is None else _g(self.ood_quantile),
         }
 
     def fingerprint(self) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 __all__ = ["Decision", "BatchDecision", "reason"]
 
 CLOSED_REASON = "deferred: gate closed (bundle refused by the parity gate)"
+OOD_REASON = "deferred: out_of_distribution (the input is unlike the compile-time traces)"
 
 
 @dataclass(frozen=True, init=False)
@@ -21,6 +22,8 @@ class Decision:
     ``None``, or the fallback's return value if a fallback was given.
     ``surrogate_label`` is what the local graph would have answered either way.
     ``reason`` is formatted from ``score``, ``tau`` and ``gate_open`` only when read.
+    ``in_distribution`` is false when the bundle's out-of-distribution gate deferred the
+    row (always true for bundles without a gate).
     """
 
     label: Optional[Any]
@@ -29,19 +32,22 @@ class Decision:
     surrogate_label: str
     tau: float
     gate_open: bool
+    in_distribution: bool
 
     def __init__(self, label: Optional[Any], handled: bool, score: float,
-                 surrogate_label: str, tau: float, gate_open: bool):
+                 surrogate_label: str, tau: float, gate_open: bool,
+                 in_distribution: bool = True):
         # Frozen, but built by filling __dict__ directly: about twice as fast as the
         # generated __init__ (one object.__setattr__ per field) on the routing hot path.
         d = self.__dict__
         d["label"], d["handled"], d["score"] = label, handled, score
         d["surrogate_label"], d["tau"], d["gate_open"] = surrogate_label, tau, gate_open
+        d["in_distribution"] = in_distribution
 
     @property
     def reason(self) -> str:
         """Why, e.g. ``"handled: score 0.912 >= tau 0.734"``."""
-        return reason(self.handled, self.score, self.tau, self.gate_open)
+        return reason(self.handled, self.score, self.tau, self.gate_open, self.in_distribution)
 
 
 def _pair(score: float, tau: float) -> tuple[str, str]:
@@ -53,10 +59,13 @@ def _pair(score: float, tau: float) -> tuple[str, str]:
     return format(score, ".9g"), format(tau, ".9g")
 
 
-def reason(handled: bool, score: float, tau: float, gate_open: bool) -> str:
+def reason(handled: bool, score: float, tau: float, gate_open: bool,
+           in_distribution: bool = True) -> str:
     """Why a row was handled or deferred, e.g. ``"handled: score 0.912 >= tau 0.734"``."""
     if not gate_open:
         return CLOSED_REASON
+    if not in_distribution:
+        return OOD_REASON
     s, t = _pair(score, tau)
     op = ">=" if score >= tau else "<"
     return f"{'handled' if handled else 'deferred'}: score {s} {op} tau {t}"
@@ -74,7 +83,8 @@ class BatchDecision:
 
     ``label_index`` (int64) is the surrogate's answer for every row, handled or
     not; ``labels`` holds the label name for handled rows and ``None`` for
-    deferred ones (built on first access).  Arrays are read-only.
+    deferred ones (built on first access).  Arrays are read-only.  ``in_distribution``
+    is the out-of-distribution gate's flag per row, ``None`` for bundles without a gate.
     """
 
     label_index: np.ndarray
@@ -83,12 +93,15 @@ class BatchDecision:
     label_names: tuple
     tau: float
     gate_open: bool
+    in_distribution: Optional[np.ndarray] = None
 
     @classmethod
     def build(cls, label_index: np.ndarray, handled: np.ndarray, score: np.ndarray,
-              label_names: tuple, tau: float, gate_open: bool) -> "BatchDecision":
+              label_names: tuple, tau: float, gate_open: bool,
+              in_distribution: Optional[np.ndarray] = None) -> "BatchDecision":
         return cls(_frozen(label_index), _frozen(handled), _frozen(score),
-                   tuple(label_names), tau, gate_open)
+                   tuple(label_names), tau, gate_open,
+                   None if in_distribution is None else _frozen(in_distribution))
 
     @cached_property
     def labels(self) -> list:
@@ -103,11 +116,19 @@ class BatchDecision:
     def __getitem__(self, i: int) -> Decision:
         handled, score = bool(self.handled[i]), float(self.score[i])
         surrogate = self.label_names[int(self.label_index[i])]
+        inside = True if self.in_distribution is None else bool(self.in_distribution[i])
         return Decision(surrogate if handled else None, handled, score, surrogate,
-                        self.tau, self.gate_open)
+                        self.tau, self.gate_open, inside)
 
     def __iter__(self) -> Iterator[Decision]:
         return (self[i] for i in range(len(self)))
+
+    @property
+    def ood_share(self) -> float:
+        """Fraction of rows the out-of-distribution gate deferred (0.0 without a gate)."""
+        if self.in_distribution is None or not len(self):
+            return 0.0
+        return float(1.0 - self.in_distribution.mean())
 
     @property
     def coverage(self) -> float:

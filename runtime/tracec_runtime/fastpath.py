@@ -7,8 +7,10 @@ computes: layers, probabilities and acceptor features in float32, the
 acceptor's logistic in float64 (then rounded to float32).  The compiler ships
 it only when its decisions matched onnxruntime's on every row it checked;
 scores differ by float32 rounding, so a row whose score lies within that
-rounding of tau could in principle flip (docs/fastpath.md).  Thread-safe:
-every call works on fresh arrays.
+rounding of tau could in principle flip (docs/fastpath.md).  An optional
+out-of-distribution stage (``$.ood``) ANDs the policy's flag with "cosine to the
+nearest prototype >= threshold", computed in float32 as the graph does.
+Thread-safe: every call works on fresh arrays.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["FastPath", "FastPathFormatError", "FASTPATH_JSON", "FASTPATH_BIN"]
 _F32 = np.dtype(np.float32)
 _FLOOR = np.float32(1e-12)   # tracec.features.PROB_FLOOR, as the graph's Clip uses it
 _ZMIN = -700.0               # exp(-z) stays finite in float64 for the acceptor's sigmoid
+_NORM_FLOOR = np.float32(1e-12)   # tracec.export.compose.OOD_EPS: a zero row has similarity 0
 
 
 class _Stage:
@@ -161,6 +164,7 @@ class FastPath:
         self._tau_f = float(spec.tau)
         self._heads = tuple(w.head for w in spec.stages)
         self._max_label = max(int(w.classes.max()) for w in spec.stages)
+        self._ood = None if spec.ood is None else (spec.ood.prototypes, spec.ood.threshold)
 
     @classmethod
     def from_bytes(cls, json_bytes: bytes, bin_bytes: bytes) -> "FastPath":
@@ -172,6 +176,26 @@ class FastPath:
     n_features = property(lambda self: self._dim, doc="embedding dimension D")
     heads = property(lambda self: self._heads, doc="head type per stage")
     max_label = property(lambda self: self._max_label, doc="largest global label index")
+    gated = property(lambda self: self._ood is not None, doc="has an out-of-distribution stage")
+    ood_threshold = property(lambda self: None if self._ood is None else self._ood[1],
+                             doc="the gate's cosine threshold (np.float32), or None")
+
+    def inside(self, X: np.ndarray) -> np.ndarray:
+        """in_distribution bool [N] for float32 ``X`` [N, D] (all true without a gate)."""
+        if self._ood is None:
+            return np.ones(X.shape[0], dtype=bool)
+        protos, thr = self._ood
+        norm = np.sqrt(np.einsum("ij,ij->i", X, X))
+        np.maximum(norm, _NORM_FLOOR, out=norm)
+        return (X @ protos.T).max(axis=1) / norm >= thr
+
+    def inside_one(self, x: np.ndarray) -> bool:
+        """in_distribution for one float32 row ``x`` [D] (float32 arithmetic, as ``inside``)."""
+        if self._ood is None:
+            return True
+        protos, thr = self._ood
+        norm = max(np.sqrt(x.dot(x)), _NORM_FLOOR)
+        return bool(protos.dot(x).max() / norm >= thr)
 
     def __repr__(self) -> str:
         return (f"FastPath(mode={self._mode!r}, heads={list(self._heads)}, "
@@ -179,12 +203,17 @@ class FastPath:
 
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(label int64 [N], score float32 [N], handled bool [N]) for float32 ``X`` [N, D]."""
+        return self.run_full(X)[:3]
+
+    def run_full(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``run`` plus in_distribution bool [N] (all true without a gate)."""
         if not isinstance(X, np.ndarray) or X.dtype != _F32 or X.ndim != 2 \
                 or X.shape[1] != self._dim:
             raise RouteInputError(_bad_input(X, f"float32 [N, {self._dim}]"))
         n = X.shape[0]
         if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool), \
+                np.zeros(0, bool)
         outs = [_stage_batch(st, X) for st in self._stages]
         if len(outs) == 1:
             label, score = outs[0]
@@ -198,7 +227,8 @@ class FastPath:
             handled = np.zeros(n, dtype=bool)
         else:
             handled = score >= self._tau
-        return label, score, handled
+        inside = self.inside(X)
+        return label, score, handled & inside, inside
 
     def run_one(self, x: np.ndarray) -> tuple[int, float, bool]:
         """(label, score, handled) for one float32 row ``x`` [D]."""
@@ -212,6 +242,8 @@ class FastPath:
         mode = self._mode
         handled = True if mode == "global" else (False if mode == "closed"
                                                  else score >= self._tau_f)
+        if handled and self._ood is not None:   # the gate only matters for what would be handled
+            handled = self.inside_one(x)
         return label, score, handled
 
 

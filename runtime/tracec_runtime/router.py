@@ -76,6 +76,7 @@ class Router:
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
                                      len(self._labels), bundle.path)
         self._run, self._run_one = self._engine.run, self._engine.run_one
+        self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
     @classmethod
@@ -152,15 +153,20 @@ class Router:
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
         label = None if fallback is None else fallback()
-        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open)
+        inside = self._engine.inside_one(x) if self._gated else True
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open, inside)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
-        label, score, handled = self._run(self._matrix(matrix, single=False))
+        X, inside = self._matrix(matrix, single=False), None
+        if self._gated:
+            label, score, handled, inside = self._engine.run_full(X)
+        else:
+            label, score, handled = self._run(X)
         if not self._gate_open:
             handled = np.zeros_like(handled)  # a closed bundle defers everything
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open)
+                                   self._gate_open, inside)
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""
