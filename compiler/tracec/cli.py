@@ -62,7 +62,7 @@ def cli() -> None:
 @click.option("--teacher-cost-per-1k", type=float, help="LLM cost per 1,000 calls, for the cost projection.")
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-@click.option("--ood-quantile", default=0.01, show_default=True, type=float,
+@click.option("--ood-quantile", default=0.005, show_default=True, type=float,
               help="Out-of-distribution gate: share of (out-of-fold) training rows it would reject.")
 @click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (inputs unlike the traces are not deferred).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")

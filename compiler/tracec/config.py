@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from tracec.errors import ParameterError
+from tracec.ood import DEFAULT_QUANTILE
 from tracec.splits import DEFAULT_FRACTIONS, check_fractions
 
 FAMILIES = ("global", "l2d", "cascade")
@@ -36,7 +37,7 @@ class CompileConfig:
     daily_volume: Optional[int] = None
     force: bool = False
     embedder_id: Optional[str] = None
-    ood_quantile: Optional[float] = 0.01   # tracec.ood; None: no out-of-distribution gate
+    ood_quantile: Optional[float] = DEFAULT_QUANTILE  # tracec.ood; None: no OOD gate
     cache_dir: Optional[Path] = field(default=None, compare=False)
 
     def __post_init__(self):

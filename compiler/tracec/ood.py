@@ -25,8 +25,8 @@ import numpy as np
 from tracec.errors import ParameterError
 
 METHOD = "prototype-cosine"
-DEFAULT_PER_LABEL = 4
-DEFAULT_QUANTILE = 0.01
+DEFAULT_PER_LABEL = 2
+DEFAULT_QUANTILE = 0.005
 _FOLDS = 3
 _ITERATIONS = 30
 _EPS = 1e-12
