@@ -25,7 +25,7 @@ import numpy as np
 from tracec.errors import ParameterError
 
 METHOD = "prototype-cosine"
-DEFAULT_PER_LABEL = 2
+DEFAULT_PER_LABEL = 1
 DEFAULT_QUANTILE = 0.005
 _FOLDS = 3
 _ITERATIONS = 30
