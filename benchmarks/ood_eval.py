@@ -9,6 +9,10 @@ CLINC150) and any extra ``--ood NAME=PATH.npy`` embeddings.
 
     python -m benchmarks.ood_eval --work /tmp/ood [--alphas 0.8,0.85,0.9,0.95] \
         [--ood gibberish=/tmp/gib.npy] [--json out.json]
+    python -m benchmarks.ood_eval --work /tmp/ood --latency banking77_llm:0.9
+
+``--latency TASK:ALPHA`` times the embedding-in path (``benchmarks/rt_tracec.py latency``,
+one thread, the task's test embeddings) on that pair of bundles, interleaved, 3 rounds.
 """
 
 from __future__ import annotations
@@ -82,6 +86,31 @@ def _random_units(n: int = 1000, dim: int = 384) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def latency(work: Path, task: str, alpha: str, rounds: int = 3, calls: int = 20000) -> dict:
+    """p50 / p99 single decision and batch decisions/s, plain vs gated, side by side."""
+    from benchmarks import procs
+    from benchmarks.runtime_bench import RT_TRACEC, _summarise
+
+    folder = TASKS[task][0]
+    x_path, out = work / "latency_x.npy", work / "latency.json"
+    np.save(x_path, np.load(DATA / folder / f"test{EMB}").astype(np.float32))
+    runs: dict = {"plain": [], "ood": []}
+    for _ in range(rounds):
+        for tag in runs:
+            bundle = work / task / f"a{alpha}_{tag}"
+            done = procs.run([sys.executable, str(RT_TRACEC), "latency", str(bundle), "-",
+                              str(x_path), str(out), str(calls)], env=procs.one_thread_env())
+            if done.returncode != 0:
+                raise SystemExit(f"latency run failed: {done.stderr[-2000:]}")
+            runs[tag].append(_summarise(json.loads(out.read_text())))
+    summary = {tag: {k: float(np.median([r[k] for r in rs]))
+                     for k in ("p50", "p99", "batch_decisions_per_s")} for tag, rs in runs.items()}
+    for tag, v in summary.items():
+        print(f"{task} a={alpha} {tag:5}: p50 {v['p50']:.2f} us, p99 {v['p99']:.2f} us, "
+              f"batch {v['batch_decisions_per_s'] / 1e6:.2f} M decisions/s", flush=True)
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -89,7 +118,12 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--ood", action="append", default=[], help="NAME=PATH.npy, routed into every task")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--latency", metavar="TASK:ALPHA", help="time the bundles an earlier run wrote")
     args = ap.parse_args()
+    if args.latency:
+        task, alpha = args.latency.split(":")
+        latency(args.work, task, alpha)
+        return
     mnli = np.concatenate([np.load(DATA / "mnli_sample" / f"dev_{s}{EMB}")
                            for s in ("matched", "mismatched")]).astype(np.float32)
     extra = {k: np.load(v).astype(np.float32) for k, v in (o.split("=", 1) for o in args.ood)}

@@ -150,9 +150,9 @@ def test_fastpath_format_checks_the_ood_stage(parts):
 
 
 # ------------------------------------------------------------------ compiled bundles
-def _compile(tmp, traces, emb, name, *extra):
+def _compile(tmp, traces, emb, name, *extra, alpha="0.8"):
     out = tmp / name
-    run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", "0.8",
+    run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", alpha,
                "--out", out, *extra, check_code=0)
     return out
 
@@ -240,3 +240,27 @@ def test_manifest_and_engine_must_agree_on_the_gate(compiled):
         seal(dst, None)
         with pytest.raises(ModelContractError, match="out-of-distribution gate"):
             Router.load(dst, allow_unsigned=True, engine="onnxruntime")
+
+
+def test_bad_ood_quantile_is_a_usage_error_and_writes_nothing(compiled):
+    out = compiled["tmp"] / "never"
+    proc = run_tracec("compile", compiled["tmp"] / "b77_3k.jsonl", "--embeddings",
+                      compiled["tmp"] / "b77_3k.npy", "--embedder-id", "minilm", "--out", out,
+                      "--ood-quantile", "0.7", check_code=3)
+    assert "The 'ood_quantile' parameter of compile must be a float in [0, 0.5). Got 0.7 instead." \
+        in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_full_banking77_bundle_defers_random_vectors_and_mnli(tmp_path):
+    """The issue's measurement on the full Banking77 traces (alpha 0.9): >= 99 % of 1,000
+    random unit vectors and most MNLI inputs defer, the test split's coverage stays."""
+    out = _compile(tmp_path, data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
+                   data_path("banking77", "train.minilm-l6-v2.f16.npy"), "full", alpha="0.9")
+    router = Router.load(out, allow_unsigned=True)
+    assert router.route_batch(_units(1000, seed=99)).coverage <= 0.01
+    assert router.route_batch(_mnli()).coverage <= 0.05
+    test = router.route_batch(np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy"))
+                              .astype(np.float32))
+    assert test.ood_share <= 0.015 and test.coverage >= 0.8

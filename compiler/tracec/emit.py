@@ -157,6 +157,10 @@ def explain(manifest: dict, artifacts: Optional[dict] = None) -> str:
             f"tau={p['tau']}; calibration coverage {cal['coverage']} TA {cal['ta']} "
             f"(lower {cal['ta_lower']}); shadow coverage {sh['coverage']} TA {sh['ta']} "
             f"(lower {sh['ta_lower']}, upper {sh['ta_upper']}).")
+    ood = p.get("ood")
+    if ood:
+        head += (f" OOD gate: {ood['n_prototypes']} prototypes, cosine >= {ood['threshold']} "
+                 f"(fit on train, quantile {ood['quantile']}).")
     if p["gate"] == "open":
         return f"Gate OPEN. {head}"
     ref = manifest["refusal"] or {}
