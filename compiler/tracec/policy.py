@@ -106,11 +106,13 @@ class Refitter:
 def score_shipped(selected: Stage, shipped: Stage, n_features: int,
                   splits: dict[str, np.ndarray], ood=None) -> dict[str, Scored]:
     """Validation rows scored by the selected (train-split) stage, every other split by the
-    shipped one."""
+    shipped one.  The OOD gate (``ood``) applies to the certified splits only: validation rows
+    plan the walk (grid, start, family) exactly as without the gate, a choice made before any
+    calibration row is seen either way; calibration counts gated-out rows as deferred."""
     val = {k: v for k, v in splits.items() if k == "validation"}
     rest = {k: v for k, v in splits.items() if k != "validation"}
-    out = score_stage(selected, n_features, val, ood) if selected is not shipped else {}
-    out.update(score_stage(shipped, n_features, rest if selected is not shipped else splits, ood))
+    out = score_stage(selected, n_features, val) if val else {}
+    out.update(score_stage(shipped, n_features, rest, ood))
     return out
 
 
