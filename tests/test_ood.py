@@ -264,3 +264,23 @@ def test_full_banking77_bundle_defers_random_vectors_and_mnli(tmp_path):
     test = router.route_batch(np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy"))
                               .astype(np.float32))
     assert test.ood_share <= 0.015 and test.coverage >= 0.8
+
+
+@pytest.mark.parametrize("engine", ["numpy", "onnxruntime"])
+def test_a_bundle_from_before_the_gate_loads_and_routes(compiled, engine):
+    """No 'ood' key in policy at all (manifests written before the gate existed)."""
+    import shutil
+
+    dst = compiled["tmp"] / f"pre_gate_{engine}"
+    shutil.copytree(compiled["plain"], dst)
+    m = read_json(dst / "manifest.json")
+    del m["policy"]["ood"]
+    (dst / "manifest.json").write_bytes(canonical_file_bytes(m))
+    (dst / "bundle.dsse.json").unlink()
+    seal(dst, None)
+    router = Router.load(dst, allow_unsigned=True, engine=engine)
+    x = np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy"))[:200].astype(np.float32)
+    batch = router.route_batch(x)
+    assert batch.in_distribution is None and batch.coverage > 0.5
+    d = router.route(_units(1)[0])
+    assert d.in_distribution and "out_of_distribution" not in d.reason
