@@ -21,7 +21,7 @@ PathLike = Union[str, Path]
 #: The keyword options of ``compile``: CompileConfig fields, same names.
 OPTIONS = ("seed", "include_trees", "families", "fractions", "size_budget_bytes", "min_accept",
            "min_coverage", "previous", "previous_public_key", "no_examples", "teacher_cost_per_1k",
-           "daily_volume", "force", "embedder_id", "embedder", "cache_dir", "format", "input_field",
+           "daily_volume", "force", "embedder_id", "embedder", "ood_quantile", "cache_dir", "format", "input_field",
            "teacher_field", "batch_output")
 _PATHS = ("previous", "previous_public_key", "cache_dir")
 

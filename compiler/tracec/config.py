@@ -10,6 +10,7 @@ from typing import Any, Optional, Union
 
 from tracec.errors import ParameterError
 from tracec.formats import CHOICES as TRACE_FORMATS
+from tracec.ood import DEFAULT_QUANTILE
 from tracec.splits import DEFAULT_FRACTIONS, check_fractions
 
 FAMILIES = ("global", "l2d", "cascade")
@@ -38,6 +39,7 @@ class CompileConfig:
     force: bool = False
     embedder_id: Optional[str] = None
     embedder: str = "minilm-int8"
+    ood_quantile: Optional[float] = DEFAULT_QUANTILE  # tracec.ood; None: no OOD gate
     cache_dir: Optional[Path] = field(default=None, compare=False)
     # how a trace file is read (docs/traces.md); the rows' digest stands for them in the manifest
     format: str = "auto"
@@ -76,6 +78,9 @@ class CompileConfig:
         if self.embedder not in ("minilm-int8", "sentence-transformers"):
             raise ParameterError("embedder", "compile", "minilm-int8 or sentence-transformers",
                                  self.embedder)
+        if self.ood_quantile is not None and not (isinstance(self.ood_quantile, (int, float))
+                                                  and 0 <= self.ood_quantile < 0.5):
+            raise ParameterError("ood_quantile", "compile", "a float in [0, 0.5)", self.ood_quantile)
         if self.daily_volume is not None and self.daily_volume < 0:
             raise ParameterError("daily_volume", "compile", "an int >= 0", self.daily_volume)
 
@@ -101,6 +106,7 @@ class CompileConfig:
             "daily_volume": "" if self.daily_volume is None else str(self.daily_volume),
             "embedder_id": self.embedder_id or "",
             "embedder": "provided" if self.embeddings is not None else self.embedder,
+            "ood_quantile": "none" if self.ood_quantile is None else _g(self.ood_quantile),
         }
 
     def fingerprint(self) -> str:

@@ -74,6 +74,17 @@ class StageInfo(_Model):
     acceptor_intercept: Dec
 
 
+class OODRecord(_Model):
+    """The out-of-distribution gate (tracec.ood): fit on the train split only."""
+
+    method: Literal["prototype-cosine"]
+    n_prototypes: int
+    per_label: int = Field(description="k-means prototypes per teacher label (fewer for rare labels)")
+    threshold: Dec = Field(description="float32 cosine threshold, '.9g' formatted (as tau)")
+    quantile: Dec = Field(description="share of out-of-fold training rows below the threshold")
+    fit_on: Literal["train"]
+
+
 class Policy(_Model):
     gate: Literal["open", "closed"]
     family: Literal["global", "l2d", "cascade", "none"]
@@ -82,6 +93,8 @@ class Policy(_Model):
     tau: Dec = Field(description="float32 threshold on the acceptor score, '.9g' formatted")
     model_name: str
     stages: list[StageInfo]
+    ood: Optional[OODRecord] = Field(
+        default=None, description="null: no out-of-distribution gate (bundles before it, --no-ood)")
 
 
 class SplitCounts(_Model):

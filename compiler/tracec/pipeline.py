@@ -1,7 +1,7 @@
 """The compile driver: traces in, certified and signed bundle out.
 
     load -> embed -> split -> train pool -> primary stage -> refit on train+validation
-         -> export + score
+         -> OOD gate (train rows only) -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
@@ -29,6 +29,7 @@ from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_docume
 from tracec.gate import shadow_gate
 from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
+from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.signals import terminate_as_exception
 from tracec.splits import split_rows
@@ -81,7 +82,10 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
                     np.concatenate([y["train"], y["validation"]]), X["validation"],
                     len(data.labels), config.size_budget_bytes, say)
     certify_splits = {k: X[k] for k in ("validation", "calibration")}  # all certification reads
-    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, certify_splits))
+    ood = None if config.ood_quantile is None else clock("ood", lambda: fit_ood(
+        X["train"], y["train"], seed=config.seed, quantile=config.ood_quantile))
+    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, certify_splits,
+                                                  ood))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
                   config.seed, data.dim, say, config.size_budget_bytes, ship)
@@ -90,8 +94,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     frontier_doc = frontier_document(frontier)
 
     with dest.staging() as tmp:
-        candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes)
-        emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits)
+        candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes, ood)
+        emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits, ood)
         router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
         routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
         del router
@@ -100,9 +104,11 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
         gate_open = chosen.winner is not None and gate.passed
         say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
             f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
-        final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes)
+        final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes,
+                                                          ood)
         fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
-            final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
+            final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X,
+            ood=ood))
         manifest, artifacts = emit.write_bundle(
             tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data,
             splits=splits, chosen=chosen, ctx=ctx,
@@ -110,7 +116,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
             heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
-            gate_open=gate_open, frontier=frontier_doc, previous=previous)
+            gate_open=gate_open, frontier=frontier_doc, previous=previous, ood=ood)
         seal_bundle(tmp, signing_key)
         dest.publish(tmp)
 
@@ -127,28 +133,28 @@ class PolicyGraph:
     tau: float
 
 
-def _build(stages, dim: int, tau: float, mode: str, budget: int) -> PolicyGraph:
+def _build(stages, dim: int, tau: float, mode: str, budget: int, ood) -> PolicyGraph:
     specs = tuple(s.spec for s in stages)
-    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, max_bytes=budget),
-                       specs, mode, tau)
+    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, max_bytes=budget,
+                                          ood=ood), specs, mode, tau)
 
 
-def _policy_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
+def _policy_graph(chosen: AlphaResult, dim: int, budget: int, ood=None) -> PolicyGraph:
     """The candidate policy's graph (a closed graph when nothing was certified)."""
     w = chosen.winner
     if w is None:
-        return _closed_graph(chosen, dim, budget)
+        return _closed_graph(chosen, dim, budget, ood)
     tau = float(w.certification.tau)
-    if not np.isfinite(tau):  # the loosest step: accept everything, answered by stage 1
-        return _build(w.stages[:1], dim, 0.0, "global", budget)
-    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d", budget)
+    if not np.isfinite(tau):  # the loosest step: accept everything in distribution, stage 1
+        return _build(w.stages[:1], dim, 0.0, "global", budget, ood)
+    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d", budget, ood)
 
 
-def _closed_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
+def _closed_graph(chosen: AlphaResult, dim: int, budget: int, ood=None) -> PolicyGraph:
     """Everything deferred; the stages are kept so operators can inspect what was refused."""
     stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
     tau = float(chosen.winner.certification.tau) if chosen.winner else 1.0
-    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed", budget)
+    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed", budget, ood)
 
 
 def _ta(r) -> float:

@@ -19,6 +19,7 @@ FLAG_REASONS = {
     "invalid_text": "deferred: invalid_text (the string holds unpaired surrogates: not valid Unicode)",
 }
 TRUNCATED_NOTE = "; input truncated at the embedder's maximum sequence length (embedder.text.max_tokens)"
+OOD_REASON = "deferred: out_of_distribution (the input is unlike the compile-time traces)"
 
 
 @dataclass(frozen=True, init=False)
@@ -30,6 +31,8 @@ class Decision:
     ``surrogate_label`` is what the local graph would have answered either way.
     ``reason`` is formatted from ``score``, ``tau`` and ``gate_open`` only when read.
     ``flag`` (text-in only): ``None``, ``"empty"``, ``"invalid_text"`` or ``"truncated"``.
+    ``in_distribution`` is false when the bundle's out-of-distribution gate deferred the
+    row (always true for bundles without a gate).
     """
 
     label: Optional[Any]
@@ -39,20 +42,23 @@ class Decision:
     tau: float
     gate_open: bool
     flag: Optional[str]
+    in_distribution: bool
 
     def __init__(self, label: Optional[Any], handled: bool, score: float,
-                 surrogate_label: str, tau: float, gate_open: bool, flag: Optional[str] = None):
+                 surrogate_label: str, tau: float, gate_open: bool, flag: Optional[str] = None,
+                 in_distribution: bool = True):
         # Frozen, but built by filling __dict__ directly: about twice as fast as the
         # generated __init__ (one object.__setattr__ per field) on the routing hot path.
         d = self.__dict__
         d["label"], d["handled"], d["score"] = label, handled, score
         d["surrogate_label"], d["tau"], d["gate_open"] = surrogate_label, tau, gate_open
-        d["flag"] = flag
+        d["flag"], d["in_distribution"] = flag, in_distribution
 
     @property
     def reason(self) -> str:
         """Why, e.g. ``"handled: score 0.912 >= tau 0.734"``."""
-        return reason(self.handled, self.score, self.tau, self.gate_open, self.flag)
+        return reason(self.handled, self.score, self.tau, self.gate_open, self.flag,
+                      self.in_distribution)
 
 
 def _pair(score: float, tau: float) -> tuple[str, str]:
@@ -65,12 +71,14 @@ def _pair(score: float, tau: float) -> tuple[str, str]:
 
 
 def reason(handled: bool, score: float, tau: float, gate_open: bool,
-           flag: Optional[str] = None) -> str:
+           flag: Optional[str] = None, in_distribution: bool = True) -> str:
     """Why a row was handled or deferred, e.g. ``"handled: score 0.912 >= tau 0.734"``."""
     if flag in FLAG_REASONS:
         return FLAG_REASONS[flag]
     if not gate_open:
         return CLOSED_REASON
+    if not in_distribution:
+        return OOD_REASON
     s, t = _pair(score, tau)
     op = ">=" if score >= tau else "<"
     note = TRUNCATED_NOTE if flag == "truncated" else ""
@@ -91,6 +99,8 @@ class BatchDecision:
     not; ``labels`` holds the label name for handled rows and ``None`` for
     deferred ones (built on first access).  Arrays are read-only.  ``flags``
     (text-in only) holds each row's :class:`Decision` flag, or is empty.
+    ``in_distribution``
+    is the out-of-distribution gate's flag per row, ``None`` for bundles without a gate.
     """
 
     label_index: np.ndarray
@@ -100,13 +110,15 @@ class BatchDecision:
     tau: float
     gate_open: bool
     flags: tuple = ()
+    in_distribution: Optional[np.ndarray] = None
 
     @classmethod
     def build(cls, label_index: np.ndarray, handled: np.ndarray, score: np.ndarray,
               label_names: tuple, tau: float, gate_open: bool,
-              flags: tuple = ()) -> "BatchDecision":
+              flags: tuple = (), in_distribution: Optional[np.ndarray] = None) -> "BatchDecision":
         return cls(_frozen(label_index), _frozen(handled), _frozen(score),
-                   tuple(label_names), tau, gate_open, tuple(flags))
+                   tuple(label_names), tau, gate_open, tuple(flags),
+                   None if in_distribution is None else _frozen(in_distribution))
 
     @cached_property
     def labels(self) -> list:
@@ -121,11 +133,19 @@ class BatchDecision:
     def __getitem__(self, i: int) -> Decision:
         handled, score = bool(self.handled[i]), float(self.score[i])
         surrogate = self.label_names[int(self.label_index[i])]
+        inside = True if self.in_distribution is None else bool(self.in_distribution[i])
         return Decision(surrogate if handled else None, handled, score, surrogate,
-                        self.tau, self.gate_open, self.flags[i] if self.flags else None)
+                        self.tau, self.gate_open, self.flags[i] if self.flags else None, inside)
 
     def __iter__(self) -> Iterator[Decision]:
         return (self[i] for i in range(len(self)))
+
+    @property
+    def ood_share(self) -> float:
+        """Fraction of rows the out-of-distribution gate deferred (0.0 without a gate)."""
+        if self.in_distribution is None or not len(self):
+            return 0.0
+        return float(1.0 - self.in_distribution.mean())
 
     @property
     def coverage(self) -> float:

@@ -34,6 +34,7 @@ __all__ = ["POLICY_OPS", "OnnxScan", "check_onnx_bytes"]
 POLICY_OPS = frozenset({("", op) for op in (
     "Add", "ArgMax", "Cast", "Clip", "Concat", "ConstantOfShape", "Div", "Gather",
     "GreaterOrEqual", "Identity", "Log", "MatMul", "Max", "Mul", "Neg", "ReduceSum", "Relu",
+    "And", "ReduceL2", "ReduceMax",  # the OOD gate (export/compose.py _ood_nodes)
     "Shape", "Sigmoid", "Slice", "Softmax", "Softplus", "Sub", "Tanh", "TopK", "Where")}
     | {("ai.onnx.ml", op) for op in (
         "LinearClassifier", "Normalizer", "Scaler", "TreeEnsembleClassifier")})

@@ -82,6 +82,7 @@ class Router:
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
                                      len(self._labels), bundle.path, self._tau)
         self._run, self._run_one = self._engine.run, self._engine.run_one
+        self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
     @classmethod
@@ -165,17 +166,29 @@ class Router:
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
         label = None if fallback is None else fallback()
-        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open)
+        inside = self._engine.inside_one(x) if self._gated else True
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open,
+                        in_distribution=inside)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
-        label, score, handled = self._run(self._matrix(matrix, single=False))
+        label, score, handled, inside = self._rows(self._matrix(matrix, single=False))
+        return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
+                                   self._gate_open, in_distribution=inside)
+
+    def _rows(self, X: np.ndarray) -> tuple:
+        """``(label, score, handled, in_distribution or None)`` of validated rows; ``handled``
+        checked against tau and cleared everywhere when the bundle's gate is closed."""
+        inside = None
+        if self._gated:
+            label, score, handled, inside = self._engine.run_full(X)
+        else:
+            label, score, handled = self._run(X)
         if not self._gate_open:
             handled = np.zeros_like(handled)  # a closed bundle defers everything
         else:
             handled = self._handled(handled, score)
-        return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open)
+        return label, score, handled, inside
 
     # -------------------------------------------------------------- text routing
     def embed_texts(self, texts: Any) -> tuple[np.ndarray, list]:
@@ -214,7 +227,9 @@ class Router:
         if handled and self._gate_open and flag not in (EMPTY, INVALID):
             return Decision(surrogate, True, score, surrogate, self._tau_f, True, flag)
         label = None if fallback is None else fallback()
-        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open, flag)
+        inside = self._engine.inside_one(X[0]) if self._gated else True
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open, flag,
+                        in_distribution=inside)
 
     def route_texts(self, texts: Any) -> BatchDecision:
         """Embed and route a list of texts; the same numbers as ``route_text`` row by row.
@@ -223,12 +238,10 @@ class Router:
         empty and invalid texts are deferred rows with their ``flags``.
         """
         X, flags = self.embed_texts(texts)
-        label, score, handled = self._run(X)
-        bad = np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
-        handled = self._handled(handled, score) & ~bad if self._gate_open \
-            else np.zeros_like(handled)
+        label, score, handled, inside = self._rows(X)
+        handled = handled & ~np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open, tuple(flags))
+                                   self._gate_open, tuple(flags), in_distribution=inside)
 
     def _handled(self, handled: np.ndarray, score: np.ndarray) -> np.ndarray:
         """The engine's ``handled`` and ``score >= tau`` (NaN compares false, so a NaN score

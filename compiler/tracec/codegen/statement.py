@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 from tracec.codegen.errors import CodegenVerificationError
 from tracec_runtime.canonical import canonical_file_bytes
