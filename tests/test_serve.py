@@ -8,6 +8,7 @@ loopback port and talks HTTP to it with the standard library.
 from __future__ import annotations
 
 import http.client
+import os
 import json
 import signal
 import socket
@@ -344,3 +345,57 @@ def test_openapi_document_is_served_and_checked_in_without_drift(server):
     status, doc = server.get("/openapi.json")
     assert status == 200 and doc == json.loads(json.dumps(OPENAPI))
     assert {"/v1/route", "/v1/feedback", "/healthz", "/readyz", "/metrics", "/predict"} <= set(doc["paths"])
+
+
+# ------------------------------------------------------------------ text-in bundles
+@pytest.fixture(scope="module")
+def text_bundle(tmp_path_factory):
+    base = tmp_path_factory.mktemp("serve-text")
+    run_tracec("keygen", "--out", base / "ci", check_code=0)
+    repo = Path(__file__).resolve().parents[1]
+    lines = (repo / "examples" / "traces.jsonl").read_text("utf-8").splitlines()[:800]
+    traces = base / "traces.jsonl"
+    traces.write_text("\n".join(lines) + "\n", "utf-8")
+    env = {**os.environ, "TRACEC_CACHE_DIR": str(base / "cache")}
+    run_tracec("compile", traces, "--alpha", "0.9", "--signing-key", base / "ci.key",
+               "--out", base / "bundle", check_code=0, env=env)
+    held = [json.loads(line) for line in
+            (repo / "examples" / "holdout.jsonl").read_text("utf-8").splitlines()[:120]]
+    return base / "bundle", base / "ci.pub", [h["input"] for h in held]
+
+
+def test_text_requests_match_route_texts_and_are_micro_batched(text_bundle):
+    bundle, pub, texts = text_bundle
+    local = Router.load(bundle, pub).route_texts(texts)
+    srv = Server(bundle, pub, "--batch-wait-ms", "20")
+    try:
+        status, doc = srv.post("/v1/route", {"texts": texts[:40]})
+        assert status == 200, doc
+        assert [d["handled"] for d in doc["decisions"]] == local.handled[:40].tolist()
+        results: dict[int, dict] = {}
+
+        def one(i):
+            results[i] = srv.post("/v1/route", {"text": texts[i]})[1]["decisions"][0]
+
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(len(texts))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+        assert [results[i]["handled"] for i in range(len(texts))] == local.handled.tolist()
+        assert [results[i]["surrogate_label"] for i in range(len(texts))] == \
+            [local.label_names[k] for k in local.label_index]
+        metrics = srv.get("/metrics")[1]
+        calls = next(float(line.split()[-1]) for line in metrics.splitlines()
+                     if line.startswith("tracec_embedder_calls_total"))
+        assert calls < 1 + len(texts)  # concurrent requests shared embedder calls
+        status, doc = srv.post("/v1/route", {"texts": ["   ", "card \ud800 lost"[:4]]})
+        assert [d["reason"] for d in doc["decisions"]][0] == "empty"
+        assert not doc["decisions"][0]["handled"]
+        rng = np.random.default_rng(0)
+        noise = rng.normal(size=(20, 384))
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        status, doc = srv.post("/v1/route", {"embeddings": noise.tolist()})
+        assert status == 200 and {d["reason"] for d in doc["decisions"]} == {"out_of_distribution"}
+    finally:
+        srv.stop()

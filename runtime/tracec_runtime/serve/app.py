@@ -79,6 +79,7 @@ def create_app(service: Service, limits: Limits = Limits(), *, admin_token: Opti
                on_shutdown: Sequence[Callable[[], None]] = ()) -> Starlette:
     batcher = batcher or MicroBatcher()
     metrics = service.metrics
+    batcher.on_call = batcher.on_call or (lambda _rows: metrics.inc("tracec_embedder_calls_total"))
 
     def endpoint(name: str):
         def wrap(fn):
@@ -109,9 +110,10 @@ def create_app(service: Service, limits: Limits = Limits(), *, admin_token: Opti
         if req.kind == "text":
             cur = service.current()
             fn = getattr(cur.router, "route_texts", None)
-            if fn is None:
-                return service.route(req)[1]
+            if fn is None or not getattr(cur.router, "text_in", False):
+                return service.route(req)[1]  # refuses: this bundle is embedding-in
             view = await batcher.submit(fn, req.texts)
+            metrics.inc("tracec_embedded_texts_total", len(req.texts))
             return service.route(req, texts_fn=lambda _texts: view)[1]
         return service.route(req)[1]
 

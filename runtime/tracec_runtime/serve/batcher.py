@@ -25,17 +25,18 @@ class BatchView:
     score: np.ndarray
     label_names: tuple
     gate_open: bool
-    reason_codes: Optional[list] = None
+    flags: tuple = ()
+    in_distribution: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.handled.shape[0])
 
     @classmethod
     def of(cls, batch: Any, start: int, stop: int) -> "BatchView":
-        codes = getattr(batch, "reason_codes", None)
+        inside = batch.in_distribution
         return cls(batch.label_index[start:stop], batch.handled[start:stop], batch.score[start:stop],
-                   tuple(batch.label_names), batch.gate_open,
-                   None if codes is None else list(codes[start:stop]))
+                   tuple(batch.label_names), batch.gate_open, tuple(batch.flags[start:stop]),
+                   None if inside is None else inside[start:stop])
 
 
 def _owner(fn: Callable) -> Any:
@@ -44,8 +45,9 @@ def _owner(fn: Callable) -> Any:
 
 
 class MicroBatcher:
-    def __init__(self, max_wait_s: float = 0.002, max_rows: int = 256):
-        self.max_wait_s, self.max_rows = max_wait_s, max_rows
+    def __init__(self, max_wait_s: float = 0.002, max_rows: int = 256,
+                 on_call: Optional[Callable[[int], None]] = None):
+        self.max_wait_s, self.max_rows, self.on_call = max_wait_s, max_rows, on_call
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
         self.calls = 0
@@ -81,6 +83,8 @@ class MicroBatcher:
             try:
                 batch = await loop.run_in_executor(None, first[0], texts)
                 self.calls += 1
+                if self.on_call is not None:
+                    self.on_call(len(texts))
             except Exception as exc:  # the error belongs to every request of the group
                 for _, _, fut in group:
                     if not fut.done():

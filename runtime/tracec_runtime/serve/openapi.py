@@ -11,12 +11,15 @@ _ERROR = {"type": "object", "required": ["error"], "additionalProperties": False
                   "message": {"type": "string"}, "field": {"type": ["string", "null"]}}}}}
 _VECTOR = {"type": "array", "items": {"type": "number"}}
 _DECISION = {"type": "object", "additionalProperties": False,
-             "required": ["request_id", "label", "handled", "score", "reason", "audit", "surrogate_label"],
+             "required": ["request_id", "label", "handled", "score", "reason", "audit", "surrogate_label",
+                          "truncated"],
              "properties": {
                  "request_id": {"type": "string"}, "label": {"type": ["string", "null"]},
                  "handled": {"type": "boolean"}, "score": {"type": "number"},
                  "reason": {"type": "string", "enum": ["handled", "below_tau", "out_of_distribution",
-                                                      "empty", "gate_closed", "live_gate_closed"]},
+                                                      "empty", "invalid_text", "gate_closed",
+                                                      "live_gate_closed"]},
+                 "truncated": {"type": "boolean", "description": "text cut at the embedder's maximum length"},
                  "audit": {"type": "boolean", "description": "ask the LLM too and POST /v1/feedback"},
                  "surrogate_label": {"type": "string"}}}
 

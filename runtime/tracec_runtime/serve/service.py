@@ -53,6 +53,13 @@ def _decimal(manifest: dict, dotted: str) -> float:
     return float(node)
 
 
+def _deferral(flag: Optional[str], in_distribution: bool) -> str:
+    """Why a row of an open bundle was deferred: the text's flag, the OOD gate, or tau."""
+    if flag in ("empty", "invalid_text"):
+        return flag
+    return "below_tau" if in_distribution else "out_of_distribution"
+
+
 def declare_metrics(reg: Registry) -> Registry:
     for name, kind, text in [
         ("tracec_requests_total", "counter", "HTTP requests by endpoint and status code."),
@@ -67,6 +74,8 @@ def declare_metrics(reg: Registry) -> Registry:
         ("tracec_bundle_info", "gauge", "The serving bundle (digest, alpha, delta) = 1."),
         ("tracec_reloads_total", "counter", "Bundle reloads by result."),
         ("tracec_drift_alarm", "gauge", "1 while an input-drift alarm is raised, by kind."),
+        ("tracec_embedder_calls_total", "counter", "Embedder calls (micro-batches of text requests)."),
+        ("tracec_embedded_texts_total", "counter", "Texts embedded."),
     ]:
         reg.declare(name, kind, text)
     return reg
@@ -151,7 +160,7 @@ class Service:
         router = cur.router
         if req.kind == "text":
             fn = texts_fn or getattr(router, "route_texts", None)
-            if fn is None or not getattr(router, "text_in", True):
+            if fn is None or not getattr(router, "text_in", False):
                 raise RequestError(422, "text_not_supported", "this bundle is embedding-in only: "
                                    "send 'embedding' or 'embeddings'", "text" if req.single else "texts")
             batch = fn(req.texts)
@@ -164,7 +173,7 @@ class Service:
         ids = self._next_ids(n)
         live_open = cur.monitor.gate_open
         names = batch.label_names
-        codes = getattr(batch, "reason_codes", None)
+        flags, inside = batch.flags, batch.in_distribution
         out = []
         for i, (k, h, s) in enumerate(zip(batch.label_index.tolist(), batch.handled.tolist(),
                                           batch.score.tolist())):
@@ -176,12 +185,14 @@ class Service:
             elif h:
                 code = "handled"
             else:
-                code = codes[i] if codes is not None else "below_tau"
+                code = _deferral(flags[i] if flags else None,
+                                 True if inside is None else bool(inside[i]))
             handled = bool(h and batch.gate_open and live_open)
             audit = handled and self._audited(ids[i])
             out.append({"request_id": ids[i], "label": surrogate if handled else None,
                         "handled": handled, "score": s, "reason": code, "audit": audit,
-                        "surrogate_label": surrogate})
+                        "surrogate_label": surrogate,
+                        "truncated": bool(flags) and flags[i] == "truncated"})
             self.metrics.inc("tracec_decisions_total", outcome="handled" if handled else "deferred",
                              reason=code, label=surrogate)
             if audit:
