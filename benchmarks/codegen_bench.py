@@ -50,7 +50,7 @@ def _compile_bundle(data: Path, tmp: Path) -> Path:
                               for r in rows), encoding="utf-8")
     out = tmp / "banking77-l2d"
     tracec = Path(sys.executable).with_name("tracec")
-    _run([tracec, "compile", traces,
+    _run([tracec, "compile", "--unsigned", traces,
           "--embeddings", data / "banking77" / "train.minilm-l6-v2.f16.npy",
           "--embedder-id", "sentence-transformers/all-MiniLM-L6-v2", "--families", "l2d",
           "--alpha", "0.9", "--out", out])

@@ -60,7 +60,7 @@ TASKS = {
 
 
 def _compile(traces: Path, emb: Path, out: Path, alpha: str, gated: bool) -> dict:
-    cmd = [str(TRACEC), "compile", str(traces), "--embeddings", str(emb), "--embedder-id", "minilm",
+    cmd = [str(TRACEC), "compile", "--unsigned", str(traces), "--embeddings", str(emb), "--embedder-id", "minilm",
            "--alpha", alpha, "--out", str(out), "--force", "--json"]
     done = subprocess.run(cmd + ([] if gated else ["--no-ood"]), capture_output=True, text=True)
     if done.returncode not in (0, 1):

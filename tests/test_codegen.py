@@ -52,7 +52,7 @@ def root(tmp_path_factory):
 
 def _compile(subset, out, *args, code=0):
     t, e = subset
-    run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--out", out, *args,
+    run_tracec("compile", "--unsigned", t, "--embeddings", e, "--embedder-id", "minilm", "--out", out, *args,
                check_code=code)
     return out
 

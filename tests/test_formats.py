@@ -241,7 +241,7 @@ def test_embed_command_reads_any_format_and_reports_skips(tmp_path, monkeypatch)
     monkeypatch.setenv("TRACEC_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "X.npy"
     result = CliRunner().invoke(cli, ["embed", str(FIXTURES / "openai_batch_input.jsonl"), "--batch-output",
-                                      str(BATCH_OUT), "--out", str(out)])
+                                      str(BATCH_OUT), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["rows"] == 6 and doc["format"] == "openai-batch"
@@ -283,7 +283,7 @@ def test_cli_bad_trace_input_exits_3_and_writes_nothing(tmp_path, args, words):
     bad = _write(tmp_path, [SPAN, {"resourceSpans": [{"scopeSpans": [{"spans": [
         {"attributes": {"gen_ai.prompt": "x"}}]}]}]}], "bad.jsonl")
     out = tmp_path / "never"
-    proc = run_tracec("compile", bad, *args, "--out", out, check_code=3)
+    proc = run_tracec("compile", "--unsigned", bad, *args, "--out", out, check_code=3)
     for word in words:
         assert word in proc.stderr, proc.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]

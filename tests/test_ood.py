@@ -152,7 +152,7 @@ def test_fastpath_format_checks_the_ood_stage(parts):
 # ------------------------------------------------------------------ compiled bundles
 def _compile(tmp, traces, emb, name, *extra, alpha="0.8"):
     out = tmp / name
-    run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", alpha,
+    run_tracec("compile", "--unsigned", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", alpha,
                "--out", out, *extra, check_code=0)
     return out
 
@@ -244,7 +244,7 @@ def test_manifest_and_engine_must_agree_on_the_gate(compiled):
 
 def test_bad_ood_quantile_is_a_usage_error_and_writes_nothing(compiled):
     out = compiled["tmp"] / "never"
-    proc = run_tracec("compile", compiled["tmp"] / "b77_3k.jsonl", "--embeddings",
+    proc = run_tracec("compile", "--unsigned", compiled["tmp"] / "b77_3k.jsonl", "--embeddings",
                       compiled["tmp"] / "b77_3k.npy", "--embedder-id", "minilm", "--out", out,
                       "--ood-quantile", "0.7", check_code=3)
     assert "The 'ood_quantile' parameter of compile must be a float in [0, 0.5). Got 0.7 instead." \

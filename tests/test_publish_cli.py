@@ -15,7 +15,7 @@ def small(tmp_path_factory):
 
 def _compile(small, out, *extra, **kw):
     traces, emb = small
-    return run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", "0.8", "--families",
+    return run_tracec("compile", "--unsigned", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", "0.8", "--families",
                       "global", "--out", out, *extra, **kw)
 
 

@@ -100,6 +100,16 @@ def make_frontier() -> dict:
     return {"artifact": "frontier", "version": "1", "alphas": alphas}
 
 
+def _tiny_graph() -> bytes:
+    """A valid one-node ONNX graph: the report verifies the bundle (which scans every graph)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "report_fixture",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph).SerializeToString()
+
+
 def make_bundle(root: Path, *, gate: str = "open", collapse: bool = False, signing_key=None,
                 previous: dict | None = None, no_examples: bool = False) -> dict:
     """Write and seal a complete bundle; return its manifest as a JSON dict."""
@@ -109,7 +119,7 @@ def make_bundle(root: Path, *, gate: str = "open", collapse: bool = False, signi
                            no_examples=no_examples, previous_manifest=previous,
                            cost=CostInputs(2.5, 200_000))
     root.mkdir(parents=True)
-    (root / "model.onnx").write_bytes(b"not a real graph")
+    (root / "model.onnx").write_bytes(_tiny_graph())  # verified and scanned, never run here
     (root / "frontier.json").write_bytes(canonical_file_bytes(make_frontier()))
     (root / "artifacts").mkdir()
     for name, doc in docs.items():

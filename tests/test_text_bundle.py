@@ -86,7 +86,7 @@ def test_cli_routes_text_with_no_embeddings_file(text_bundle, keys, tmp_path):
     proc = run_tracec("route", out, "--traces", EXAMPLES / "holdout.jsonl", "--public-key", keys[1],
                       "--json", check_code=0)
     s = json.loads(proc.stdout)["summary"]
-    assert s["rows"] == 400 and float(s["coverage"]) > 0.3 and s["ta_handled"] is not None
+    assert s["rows"] == 500 and float(s["coverage"]) > 0.3 and s["ta_handled"] is not None
     proc = run_tracec("route", out, "--text", "   ", "--public-key", keys[1], check_code=0)
     assert proc.stdout.startswith("DEFER: deferred: empty")
     no_teacher = tmp_path / "texts.jsonl"
@@ -115,7 +115,7 @@ def test_texts_the_embedder_cannot_read_are_refused_with_their_line(tmp_path, te
     traces = tmp_path / "bad.jsonl"
     traces.write_text("\n".join(lines) + "\n", "utf-8")
     out = tmp_path / "never"
-    proc = run_tracec("compile", traces, "--out", out, check_code=3, env=_env(tmp_path))
+    proc = run_tracec("compile", "--unsigned", traces, "--out", out, check_code=3, env=_env(tmp_path))
     assert "bad.jsonl:7: field 'input'" in proc.stderr  # the trace loader or the embedder's check
     assert not out.exists()
     proc = run_tracec("embed", traces, "--out", tmp_path / "x.npy", check_code=3, env=_env(tmp_path))
@@ -128,9 +128,9 @@ def test_precomputed_embeddings_need_an_embedder_id(tmp_path):
     from conftest import write_subset
     traces, emb = write_subset(tmp_path, data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
                                data_path("banking77", "train.minilm-l6-v2.f16.npy"), rows, "s")
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--out", tmp_path / "b", check_code=3)
+    proc = run_tracec("compile", "--unsigned", traces, "--embeddings", emb, "--out", tmp_path / "b", check_code=3)
     assert "'embedder_id' parameter of compile" in proc.stderr
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "my-minilm-f16",
+    proc = run_tracec("compile", "--unsigned", traces, "--embeddings", emb, "--embedder-id", "my-minilm-f16",
                       "--alpha", "0.5", "--out", tmp_path / "b", "--json")
     assert proc.returncode in (0, 1), proc.stderr
     e = read_json(tmp_path / "b" / "manifest.json")["embedder"]

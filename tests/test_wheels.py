@@ -77,7 +77,7 @@ def test_wheels_install_into_a_clean_venv_and_every_command_works(tmp_path):
 
     tracec, runtime = bin_ / "tracec", bin_ / "tracec-runtime"
     _run([tracec, "keygen", "--out", work / "k"], work, env)
-    proc = _run([tracec, "compile", traces, "--embeddings", emb, "--alpha", "0.8",
+    proc = _run([tracec, "compile", traces, "--embeddings", emb, "--embedder-id", "minilm", "--alpha", "0.8",
                  "--signing-key", work / "k.key", "--out", work / "b", "--json"], work, env,
                 code=0)
     assert json.loads(proc.stdout)["ok"] is True

@@ -41,9 +41,6 @@ def route_file(bundle: Path, embeddings: Optional[Path], traces: Optional[Path],
         batch = router.route_texts(list(rows.inputs) if rows is not None else [text])
     labels = router.labels
     decisions = decision_rows(batch, labels)
-    for d, flag in zip(decisions, batch.flags or ()):
-        if flag:
-            d["flag"] = flag
     summary = {"rows": len(decisions), "handled": int(np.sum(batch.handled)),
                "coverage": dec(float(np.mean(batch.handled)) if len(decisions) else 0.0),
                "gate": router.manifest["policy"]["gate"]}
@@ -95,12 +92,8 @@ def _unseen(teachers, labels: list[str]) -> dict:
 
 
 def _ood_share(batch) -> float:
-    """Share of rows deferred as out-of-distribution, read from the decision reasons
-    (0 while the runtime has no OOD gate)."""
-    n = len(batch)
-    deferred = np.flatnonzero(~np.asarray(batch.handled, dtype=bool))
-    ood = sum(1 for i in deferred if "out-of-distribution" in batch[int(i)].reason)
-    return ood / n if n else 0.0
+    """Share of rows the bundle's out-of-distribution gate deferred (0 without a gate)."""
+    return batch.ood_share
 
 
 def _warnings(summary: dict) -> list[str]:

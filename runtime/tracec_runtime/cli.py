@@ -144,11 +144,13 @@ def _route(args) -> tuple[dict, str, int]:
 
 
 def decision_rows(batch, labels: list) -> list[dict]:
-    """One ``{"row", "label", "handled", "surrogate_label", "score"}`` per routed row
+    """One ``{"row", "label", "handled", "surrogate_label", "score", "flag"}`` per routed row
     (``label`` is None when deferred); the ``decisions`` of both CLIs' route documents."""
+    flags = getattr(batch, "flags", ()) or (None,) * len(batch)
     return [{"row": i, "label": labels[int(k)] if h else None, "handled": bool(h),
-             "surrogate_label": labels[int(k)], "score": format(float(s), ".6g")}
-            for i, (k, h, s) in enumerate(zip(batch.label_index, batch.handled, batch.score))]
+             "surrogate_label": labels[int(k)], "score": format(float(s), ".6g"), "flag": f}
+            for i, (k, h, s, f) in enumerate(zip(batch.label_index, batch.handled, batch.score,
+                                                 flags))]
 
 
 class _Parser(argparse.ArgumentParser):

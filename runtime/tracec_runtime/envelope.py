@@ -163,7 +163,9 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
         if public_key is not None:  # a supplied key is always enforced, allow_unsigned or not
             raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []) but "
                                       f"the deployer's public key {keyid(public_key)} was "
-                                      f"supplied: a removed signature is never accepted")
+                                      f"supplied: a removed signature is never accepted (to load "
+                                      f"an unsigned bundle on purpose, give no key and "
+                                      f"--allow-unsigned / allow_unsigned=True)")
         if not allow_unsigned:
             raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []); "
                                       f"pass the deployer's public key for a signed bundle, or "
