@@ -28,7 +28,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: $(STAMP)
+	# The embedder benchmark compares with the fp32 sentence-transformers path: CPU torch first.
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt '.[embed-st]'
 	$(BIN)/python -m benchmarks.run --data ../shared/data
+	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || echo "wrk unavailable: the serve load test is skipped" >&2
+	$(BIN)/python -m benchmarks.product --data ../shared/data
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick --data ../shared/data

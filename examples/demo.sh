@@ -18,6 +18,9 @@ tracec verify "$OUT/bundle" --public-key "$OUT/demo.pub"
 echo "== route held-out text through the runtime (it embeds with the bundle's own embedder)" >&2
 tracec route "$OUT/bundle" --traces "$HERE/holdout.jsonl" \
   --public-key "$OUT/demo.pub" --json > "$OUT/holdout-routing.json"
+echo "== route off-topic text (weather, cooking, other languages, gibberish): the OOD gate defers it" >&2
+tracec route "$OUT/bundle" --traces "$HERE/offtopic.jsonl" \
+  --public-key "$OUT/demo.pub" --json > "$OUT/offtopic-routing.json"
 tracec report "$OUT/bundle" --public-key "$OUT/demo.pub" --out "$OUT/report.html" >/dev/null
 python - "$OUT" <<'PY'
 import json, sys
@@ -31,6 +34,9 @@ print(f"certified at alpha {m['policy']['alpha']} (delta {m['policy']['delta']})
       f"(margin {float(cal['ta_lower']) - float(m['policy']['alpha']):+.3f})")
 print(f"held-out rows: {s['rows']}  coverage: {s['coverage']}  TA on handled: {s['ta_handled']}"
       f"  (manifest shadow coverage {m['shadow']['coverage']}, TA {m['shadow']['ta']}, alpha {m['policy']['alpha']})")
+off = json.load(open(f"{out}/offtopic-routing.json"))["summary"]
+print(f"out-of-distribution share: held-out {s['ood_share']}, off-topic texts {off['ood_share']} "
+      f"(off-topic handled locally: {off['handled']} of {off['rows']})")
 if "accuracy_end_to_end" in s:
     print(f"end-to-end accuracy vs gold: {s['accuracy_end_to_end']} (teacher alone {s['accuracy_teacher_only']})")
 w, wo = cost.get("with_bundle") or {}, cost.get("without_bundle") or {}
