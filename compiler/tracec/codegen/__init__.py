@@ -80,7 +80,8 @@ def codegen(bundle: Union[str, os.PathLike], lang: str, out: Union[str, os.PathL
     ``out`` must not exist, unless ``force`` and it is an earlier codegen package
     (a directory with ``codegen.dsse.json``); nothing else is ever replaced.
     """
-    from tracec.bundle import publish, staging, write_file
+    from tracec.bundle import write_file
+    from tracec.codegen.publish import publish, staging
 
     out = Path(out)
     if out.exists() and not (force and is_codegen_dir(out)):
@@ -93,6 +94,7 @@ def codegen(bundle: Union[str, os.PathLike], lang: str, out: Union[str, os.PathL
                                 "public key (or pass allow_unsigned=True). Got None instead.")
     files = generate(bundle, lang, public_key, allow_unsigned, signing_key)
     with staging(out) as tmp:
+        tmp.mkdir(mode=0o700)
         for name, data in sorted(files.items()):
             write_file(tmp, name, data)
         publish(tmp, out)
