@@ -73,7 +73,7 @@ def _bundle(tmp_path_factory, data, specs, mode, name, fast=False, ood=None):
     probe = build_policy_graph(specs, n_features=384, tau=0.5, mode="l2d" if len(specs) == 1
                                else "cascade")   # tau from the policy's scores (no gate)
     _, score, _ = GraphScorer(probe).run(data["X_ev"])
-    tau = _gap_tau(score)
+    tau = float("-inf") if mode == "global" else _gap_tau(score)   # as the compiler's global
     out = tmp_path_factory.mktemp("cg_trees") / name
     return write_policy_bundle(out, specs, mode=mode, tau=tau, labels=data["labels"], dim=384,
                                check_rows=data["X_ev"] if fast else None, ood=ood)
