@@ -243,6 +243,21 @@ def test_cli_refuses_before_writing(cascade, keys, tmp_path):
     assert not list(tmp_path.glob(".y.*"))   # no staging left behind
 
 
+def test_force_replaces_only_an_earlier_package(cascade, keys, tmp_path):
+    out = tmp_path / "pkg"
+    run_tracec("codegen", cascade, "--lang", "js", "--out", out, "--public-key", keys[1],
+               check_code=0)
+    run_tracec("codegen", cascade, "--lang", "js", "--out", out, "--public-key", keys[1],
+               check_code=3)   # exists, no --force
+    (out / "stale.txt").write_text("from the earlier package's build")
+    run_tracec("codegen", cascade, "--lang", "c", "--out", out, "--public-key", keys[1],
+               "--force", check_code=0)
+    assert (out / "tracec_policy.c").is_file() and not (out / "tracec_policy.js").exists()
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]   # no staging left behind
+    run_tracec("verify", out, "--allow-unsigned", check_code=0)
+
+
 def test_unknown_stage_kinds_are_refused(cascade, keys):
     from tracec.codegen import UnsupportedStageError
     from tracec.codegen.blob import pack
