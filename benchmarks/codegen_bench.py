@@ -53,7 +53,7 @@ def _compile_bundle(data: Path, tmp: Path) -> Path:
     _run([tracec, "compile", "--unsigned", traces,
           "--embeddings", data / "banking77" / "train.minilm-l6-v2.f16.npy",
           "--embedder-id", "sentence-transformers/all-MiniLM-L6-v2", "--families", "l2d",
-          "--alpha", "0.9", "--out", out])
+          "--alpha", "0.9", "--unsigned", "--out", out])
     return out
 
 
@@ -161,7 +161,8 @@ def main(argv=None) -> int:
         X[:args.python_rows].astype("<f4").tofile(x_small)
         results = {"bundle": {"family": manifest["policy"]["family"],
                               "stages": [s["kind"] for s in manifest["policy"]["stages"]],
-                              "labels": len(manifest["labels"])},
+                              "labels": len(manifest["labels"]),
+                              "ood": manifest["policy"].get("ood")},
                    "runtime_numpy": _python_runtime(bundle, args.public_key, X, args.repeat),
                    "langs": {}}
         weights = None

@@ -1,9 +1,11 @@
 """Edge codegen on real Banking77 bundles: every language against tracec_runtime.
 
 Fast variant: a 3,000-row Banking77 subset (real Qwen3-30B teacher) compiled into a
-signed linear + MLP cascade and a closed bundle; 300 test rows.  Per language:
-labels and handled flags identical to the runtime, scores within 1e-5; bad input
-and tampered weights refused; same bundle => byte-identical package; the signed
+signed linear + MLP cascade (with the default out-of-distribution gate), a closed
+bundle and a `--no-ood` bundle; 300 Banking77 test rows + 100 random unit vectors +
+200 MNLI rows (so the gate rejects rows).  Per language: labels, handled and
+in-distribution flags identical to the runtime, scores within 1e-5; bad input and
+tampered weights refused; same bundle => byte-identical package; the signed
 statement verifies with `tracec verify`.
 """
 
@@ -22,6 +24,7 @@ from test_codegen_harness import (LANGS, assert_matches_runtime, built, digest, 
                                   read_statement, run_example)
 
 ROWS = 300
+NOISE, MNLI = 100, 200
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,12 @@ def subset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def X():
-    return np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy"))[:ROWS].astype(np.float32)
+    """Banking77 test rows, then random unit vectors, then MNLI premises+hypotheses."""
+    b77 = np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy"))[:ROWS]
+    noise = np.random.default_rng(3).standard_normal((NOISE, b77.shape[1]))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    mnli = np.load(data_path("mnli_sample", "dev_matched.minilm-l6-v2.f16.npy"))[:MNLI]
+    return np.ascontiguousarray(np.vstack([b77, noise, mnli]), dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -64,28 +72,47 @@ def cascade(tmp_path_factory, subset, keys):
     kinds = [s["kind"] for s in read_json(out / "manifest.json")["policy"]["stages"]]
     assert read_json(out / "manifest.json")["policy"]["family"] == "cascade"
     assert sorted(kinds) == ["linear", "neural"], kinds   # both dense node shapes are exercised
+    assert read_json(out / "manifest.json")["policy"]["ood"]["method"] == "prototype-cosine"
     return out
 
 
 @pytest.fixture(scope="module")
 def closed(tmp_path_factory, subset):
     out = _compile(subset, tmp_path_factory.mktemp("cg_b") / "closed", "--families", "global",
-                   "--alpha", "0.97", code=1)
+                   "--alpha", "0.97", "--unsigned", code=1)
     assert read_json(out / "manifest.json")["policy"]["gate"] == "closed"
+    assert read_json(out / "manifest.json")["policy"]["ood"] is not None
+    return out
+
+
+@pytest.fixture(scope="module")
+def no_ood(tmp_path_factory, subset):
+    out = _compile(subset, tmp_path_factory.mktemp("cg_b") / "no_ood", "--families", "l2d",
+                   "--alpha", "0.9", "--no-ood", "--unsigned")
+    assert read_json(out / "manifest.json")["policy"].get("ood") is None
     return out
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_cascade_matches_runtime(cascade, keys, X, root, lang):
     info = assert_matches_runtime(cascade, lang, X, root, keys[1])
-    assert info["engine"] == "numpy"
+    assert info["engine"] == "numpy" and info["gated"]
     assert 0.05 < info["handled"] < 0.99   # tau actually splits the rows
+    # the gate rejects rows: every noise row, some MNLI rows, few Banking77 rows
+    assert (NOISE + 0.2 * MNLI) / len(X) < info["ood_share"] < (NOISE + MNLI + 0.1 * ROWS) / len(X)
 
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_closed_bundle_defers_everything(closed, X, root, lang):
     info = assert_matches_runtime(closed, lang, X, root)
-    assert info["handled"] == 0.0
+    assert info["handled"] == 0.0 and info["gated"] and info["ood_share"] > NOISE / len(X)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_bundle_without_gate_matches_runtime(no_ood, X, root, lang):
+    info = assert_matches_runtime(no_ood, lang, X, root)
+    assert not info["gated"] and info["ood_share"] == 0.0
+    assert 0.05 < info["handled"] < 0.99
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -135,11 +162,15 @@ def test_python_api_route_and_errors(cascade, keys, X, root):
     mod = _load_python_package(built(cascade, "python", root, keys[1]))
     policy = mod.Policy()
     router = Router.load(cascade, public_key=keys[1])
-    idx, label, handled, score, reason = policy.route(X[0].tolist())
-    ref = router.route(X[0])
-    assert label == ref.surrogate_label and handled == ref.handled
-    assert abs(score - ref.score) <= 1e-5
-    assert reason == (mod.HANDLED if handled else mod.DEFERRED_SCORE)
+    for row in (0, ROWS):   # a Banking77 row, a random unit vector (out of distribution)
+        idx, label, handled, score, reason, inside = policy.route(X[row].tolist())
+        ref = router.route(X[row])
+        assert label == ref.surrogate_label and handled == ref.handled
+        assert inside == ref.in_distribution and inside == (row < ROWS)
+        assert abs(score - ref.score) <= 1e-5
+        assert reason == (mod.DEFERRED_OUT_OF_DISTRIBUTION if not inside else
+                          mod.HANDLED if handled else mod.DEFERRED_SCORE)
+        assert ("out_of_distribution" in ref.reason) == (reason == mod.DEFERRED_OUT_OF_DISTRIBUTION)
     assert [d[0] for d in policy.route_batch(X[:4])] == \
         [int(k) for k in router.route_batch(X[:4]).label_index]
     with pytest.raises(mod.PolicyInputError, match="384 values"):
@@ -212,6 +243,21 @@ def test_cli_refuses_before_writing(cascade, keys, tmp_path):
     assert not list(tmp_path.glob(".y.*"))   # no staging left behind
 
 
+def test_force_replaces_only_an_earlier_package(cascade, keys, tmp_path):
+    out = tmp_path / "pkg"
+    run_tracec("codegen", cascade, "--lang", "js", "--out", out, "--public-key", keys[1],
+               check_code=0)
+    run_tracec("codegen", cascade, "--lang", "js", "--out", out, "--public-key", keys[1],
+               check_code=3)   # exists, no --force
+    (out / "stale.txt").write_text("from the earlier package's build")
+    run_tracec("codegen", cascade, "--lang", "c", "--out", out, "--public-key", keys[1],
+               "--force", check_code=0)
+    assert (out / "tracec_policy.c").is_file() and not (out / "tracec_policy.js").exists()
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]   # no staging left behind
+    run_tracec("verify", out, "--allow-unsigned", check_code=0)
+
+
 def test_unknown_stage_kinds_are_refused(cascade, keys):
     from tracec.codegen import UnsupportedStageError
     from tracec.codegen.blob import pack
@@ -225,14 +271,40 @@ def test_unknown_stage_kinds_are_refused(cascade, keys):
     for lang in LANGS:
         with pytest.raises(UnsupportedStageError, match="ood_gate"):
             render(lang, layout)
+    layout["stages"][1]["kind"] = "dense"
+    layout["ood"]["kind"] = "ood_v2"    # a gate kind the emitters do not know
+    for lang in LANGS:
+        with pytest.raises(UnsupportedStageError, match="out-of-distribution gate"):
+            render(lang, layout)
     doc = json.loads(verified.files["fastpath.json"])
     from tracec_runtime.fastpath_format import parse_fastpath
     spec = parse_fastpath(verified.files["fastpath.json"], verified.files["fastpath.bin"])
-    with pytest.raises(UnsupportedStageError, match="ood"):
-        _check_known({**doc, "ood": {}}, spec)
+    _check_known(doc, spec)   # the gate as the compiler writes it is known
+    with pytest.raises(UnsupportedStageError, match=r"\$\.ood\.method"):
+        _check_known({**doc, "ood": {**doc["ood"], "method": "low-rank-density"}}, spec)
+    with pytest.raises(UnsupportedStageError, match="temperature"):
+        _check_known({**doc, "ood": {**doc["ood"], "temperature": "1"}}, spec)
     doc["stages"][0]["head"] = "ood_gate"
     with pytest.raises(UnsupportedStageError, match="ood_gate"):
         _check_known(doc, spec)
+
+
+def test_gate_must_be_the_one_the_manifest_records(cascade, keys):
+    """The engine's gate and manifest policy.ood agree, or codegen refuses (as the runtime)."""
+    from tracec.codegen import UnsupportedStageError
+    from tracec.codegen.ir import OOD
+    from tracec.codegen.load import _check_gate
+
+    manifest = read_json(cascade / "manifest.json")
+    gate = OOD(np.ones((2, 384), np.float32),
+               np.float32(float(manifest["policy"]["ood"]["threshold"])))
+    _check_gate(manifest, gate, "m")
+    with pytest.raises(UnsupportedStageError, match="no gate"):
+        _check_gate(manifest, None, "m")
+    with pytest.raises(UnsupportedStageError, match="threshold"):
+        _check_gate(manifest, OOD(gate.prototypes, np.float32(0.5)), "m")
+    with pytest.raises(UnsupportedStageError, match="policy.ood"):
+        _check_gate({"policy": {"ood": None}}, gate, "m")
 
 
 def test_python_api_is_tracec_codegen(cascade, keys, tmp_path):

@@ -58,43 +58,52 @@ def run_example(pkg: Path, X: np.ndarray, *args: str) -> subprocess.CompletedPro
 
 
 def decisions(pkg: Path, X: np.ndarray):
-    """(label index, handled, score) arrays printed by the package's example program."""
+    """(label index, handled, score, in distribution) arrays printed by the example program."""
     proc = run_example(pkg, X, "--scores")
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     rows = [line.split() for line in proc.stdout.decode().splitlines()]
-    assert len(rows) == len(X)
+    assert len(rows) == len(X) and all(len(r) == 4 for r in rows)
     return (np.array([int(r[0]) for r in rows]), np.array([r[1] == "1" for r in rows]),
-            np.array([float(r[2]) for r in rows]))
+            np.array([float(r[2]) for r in rows]), np.array([r[3] == "1" for r in rows]))
 
 
 def reference(bundle: Path, X: np.ndarray, pub=None):
+    """The runtime's batch decision: label, handled, score, in distribution, the router."""
     router = Router.load(bundle, public_key=pub, allow_unsigned=pub is None)
     batch = router.route_batch(np.ascontiguousarray(X, dtype=np.float32))
+    inside = np.ones(len(X), bool) if batch.in_distribution is None \
+        else np.asarray(batch.in_distribution)
     return np.asarray(batch.label_index), np.asarray(batch.handled), \
-        np.asarray(batch.score, dtype=np.float64), router
+        np.asarray(batch.score, dtype=np.float64), inside, router
 
 
 def assert_matches_runtime(bundle: Path, lang: str, X: np.ndarray, root: Path, pub=None) -> dict:
+    """Labels, handled and in-distribution flags identical to the runtime; scores within 1e-5."""
     pkg = built(bundle, lang, root, pub)
-    label, handled, score = decisions(pkg, X)
-    r_label, r_handled, r_score, router = reference(bundle, X, pub)
+    label, handled, score, inside = decisions(pkg, X)
+    r_label, r_handled, r_score, r_inside, router = reference(bundle, X, pub)
     bad_label = np.flatnonzero(label != r_label)
     bad_handled = np.flatnonzero(handled != r_handled)
+    bad_inside = np.flatnonzero(inside != r_inside)
     diff = float(np.max(np.abs(score - r_score))) if len(X) else 0.0
     assert bad_label.size == 0, f"{lang}: {bad_label.size} labels differ (rows {bad_label[:10]})"
+    assert bad_inside.size == 0, f"{lang}: {bad_inside.size} in-distribution flags differ " \
+                                 f"(rows {bad_inside[:10]})"
     assert bad_handled.size == 0, f"{lang}: {bad_handled.size} handled flags differ " \
                                   f"(rows {bad_handled[:10]}, scores {score[bad_handled[:5]]} vs " \
                                   f"{r_score[bad_handled[:5]]}, tau {router.tau})"
     assert diff <= SCORE_TOL, f"{lang}: max score difference {diff:.3g} > {SCORE_TOL}"
     return {"rows": len(X), "handled": float(handled.mean()), "max_score_diff": diff,
-            "engine": router.engine}
+            "engine": router.engine, "ood_share": float(1.0 - inside.mean()) if len(X) else 0.0,
+            "gated": router.route_batch(X[:1]).in_distribution is not None}
 
 
 def write_policy_bundle(out: Path, specs, *, mode: str, tau: float, labels, dim: int,
-                        check_rows=None, signing_key=None) -> Path:
+                        check_rows=None, signing_key=None, ood=None) -> Path:
     """A bundle of the compiler's own graph for hand-picked stages (shapes the pool rarely
     selects on embeddings): ``model.onnx``, the verified fast path when the stages have one
-    and ``check_rows`` are given (as the compiler ships it), a minimal manifest; sealed."""
+    and ``check_rows`` are given (as the compiler ships it), a minimal manifest; sealed.
+    ``ood``: an out-of-distribution gate (``tracec.ood.fit_ood``) in graph and fast path."""
     from tracec.bundle import file_digests, write_file, write_json
     from tracec.export import build_policy_graph
     from tracec.export.fastpath import verified_fastpath
@@ -102,19 +111,22 @@ def write_policy_bundle(out: Path, specs, *, mode: str, tau: float, labels, dim:
     from tracec_runtime.envelope import seal
 
     out.mkdir(parents=True)
-    graph = build_policy_graph(specs, n_features=dim, tau=tau, mode=mode)
+    from tracec.ood import manifest_record
+
+    graph = build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, ood=ood)
     write_file(out, "model.onnx", graph)
     record = {"present": False}
     if check_rows is not None:
         files, report = verified_fastpath(specs, mode=mode, tau=tau, graph_bytes=graph,
-                                          X=check_rows)
+                                          X=check_rows, ood=ood)
         assert files is not None, report   # these tests want the fast path shipped
         for name, data in files.items():
             write_file(out, name, data)
         record = report.manifest_record()
     manifest = {"format_version": "1", "labels": list(labels), "embedder": {"dimension": dim},
                 "policy": {"tau": f32_str(float(np.float32(tau))),
-                           "gate": "closed" if mode == "closed" else "open"},
+                           "gate": "closed" if mode == "closed" else "open",
+                           **({} if ood is None else {"ood": manifest_record(ood)})},
                 "fastpath": record, "files": file_digests(out)}
     write_json(out, "manifest.json", manifest)
     seal(out, signing_key)
@@ -125,12 +137,16 @@ def test_harness_reads_what_the_example_prints(tmp_path):
     """The harness parses real program output: a row count mismatch fails (not vacuous)."""
     fake = tmp_path / "pkg"
     fake.mkdir()
-    (fake / "route_example").write_text("#!/bin/sh\necho '3 1 0.5'\n")
+    (fake / "route_example").write_text("#!/bin/sh\necho '3 1 0.5 0'\n")
     (fake / "route_example").chmod(0o755)
     with pytest.raises(AssertionError):
         decisions(fake, np.zeros((2, 4), np.float32))
-    label, handled, score = decisions(fake, np.zeros((1, 4), np.float32))
+    label, handled, score, inside = decisions(fake, np.zeros((1, 4), np.float32))
     assert label.tolist() == [3] and handled.tolist() == [True] and score.tolist() == [0.5]
+    assert inside.tolist() == [False]
+    (fake / "route_example").write_text("#!/bin/sh\necho '3 1 0.5'\n")   # no gate column
+    with pytest.raises(AssertionError):
+        decisions(fake, np.zeros((1, 4), np.float32))
 
 
 def digest(path: Path) -> str:

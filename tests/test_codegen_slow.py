@@ -2,8 +2,10 @@
 
 Bundles are compiled by `tracec compile` from 4,000-row training subsets: Banking77 with the
 real Qwen3-30B teacher (families l2d and global), CLINC150 with its gold intent as the
-teacher (151 labels incl. out-of-scope; families l2d and cascade).  Every language must give
-the runtime's labels and handled flags on every row, scores within 1e-5.
+teacher (151 labels incl. out-of-scope; families l2d and cascade), each with the default
+out-of-distribution gate.  Rows: every test row, then 1,000 random unit vectors and the 1,000
+MNLI dev-mismatched rows (inputs the gate rejects).  Every language must give the runtime's
+labels, handled and in-distribution flags on every row, scores within 1e-5.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def _bundle(name, sets, tmp_path_factory):
         dataset, options, family = CASES[name]
         t, e = sets[dataset]
         out = tmp_path_factory.mktemp("cg_slow_b") / name
-        run_tracec("compile", "--unsigned", t, "--embeddings", e, "--embedder-id", "minilm", "--out", out,
-                   *options, check_code=0)
+        run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--out", out,
+                   "--unsigned", *options, check_code=0)
         assert read_json(out / "manifest.json")["policy"]["family"] == family
         _BUNDLES[name] = out
     return _BUNDLES[name]
@@ -70,6 +72,11 @@ def root(tmp_path_factory):
 def test_all_test_rows_match_runtime(name, lang, sets, root, tmp_path_factory):
     bundle = _bundle(name, sets, tmp_path_factory)
     dataset = CASES[name][0]
-    X = np.load(data_path(dataset, "test.minilm-l6-v2.f16.npy")).astype(np.float32)
+    test = np.load(data_path(dataset, "test.minilm-l6-v2.f16.npy")).astype(np.float32)
+    noise = np.random.default_rng(4).standard_normal((1000, test.shape[1]))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    mnli = np.load(data_path("mnli_sample", "dev_mismatched.minilm-l6-v2.f16.npy"))
+    X = np.ascontiguousarray(np.vstack([test, noise, mnli]), dtype=np.float32)
     info = assert_matches_runtime(bundle, lang, X, root)
-    assert info["rows"] == {"banking77": 3080, "clinc150": 5500}[dataset]
+    assert info["rows"] == {"banking77": 3080, "clinc150": 5500}[dataset] + 2000
+    assert info["gated"] and info["ood_share"] >= 1000 / len(X)

@@ -66,17 +66,17 @@ def stages(data):
                                                          random_state=0), data)}
 
 
-def _bundle(tmp_path_factory, data, specs, mode, name, fast=False):
+def _bundle(tmp_path_factory, data, specs, mode, name, fast=False, ood=None):
     from tracec.scoring import GraphScorer
     from tracec.export import build_policy_graph
 
     probe = build_policy_graph(specs, n_features=384, tau=0.5, mode="l2d" if len(specs) == 1
-                               else "cascade")
+                               else "cascade")   # tau from the policy's scores (no gate)
     _, score, _ = GraphScorer(probe).run(data["X_ev"])
-    tau = _gap_tau(score)
+    tau = float("-inf") if mode == "global" else _gap_tau(score)   # as the compiler's global
     out = tmp_path_factory.mktemp("cg_trees") / name
     return write_policy_bundle(out, specs, mode=mode, tau=tau, labels=data["labels"], dim=384,
-                               check_rows=data["X_ev"] if fast else None)
+                               check_rows=data["X_ev"] if fast else None, ood=ood)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,22 @@ def bundles(tmp_path_factory, data, stages):
                                       "cascade", "cascade-forest-hgb"),
         "closed-forest": _bundle(tmp_path_factory, data, [stages["forest"]], "closed",
                                  "closed-forest"),
+        # with the out-of-distribution gate the compiler adds by default (graph nodes only)
+        "l2d-tree-ood": _bundle(tmp_path_factory, data, [stages["tree"]], "l2d", "l2d-tree-ood",
+                                ood=_gate(data)),
+        "global-hgb-ood": _bundle(tmp_path_factory, data, [stages["hgb"]], "global",
+                                  "global-hgb-ood", ood=_gate(data)),
     }
+
+
+def _gate(data):
+    from tracec.ood import fit_ood
+    return fit_ood(data["X"], data["y"], seed=0)
+
+
+def _unit_noise(n, seed=7):
+    R = np.random.default_rng(seed).standard_normal((n, 384)).astype(np.float32)
+    return R / np.linalg.norm(R, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +112,21 @@ def root(tmp_path_factory):
 
 
 @pytest.mark.parametrize("lang", LANGS)
-@pytest.mark.parametrize("name", ["l2d-tree", "l2d-hgb", "cascade-forest-hgb", "closed-forest"])
+@pytest.mark.parametrize("name", ["l2d-tree", "l2d-hgb", "cascade-forest-hgb", "closed-forest",
+                                  "l2d-tree-ood", "global-hgb-ood"])
 def test_tree_policies_match_runtime(bundles, data, root, name, lang):
-    info = assert_matches_runtime(bundles[name], lang, data["X_ev"][:ROWS], root)
-    assert info["engine"] == "onnxruntime"
+    gated = name.endswith("-ood")
+    X = np.vstack([data["X_ev"][:ROWS], _unit_noise(100)]) if gated else data["X_ev"][:ROWS]
+    info = assert_matches_runtime(bundles[name], lang, X, root)
+    assert info["engine"] == "onnxruntime" and info["gated"] == gated
     if name.startswith("closed"):
         assert info["handled"] == 0.0
+    elif name.startswith("global"):
+        assert info["handled"] == 1.0 - info["ood_share"]   # handled = in distribution
     else:
         assert 0.05 < info["handled"] < 0.95
+    if gated:   # the gate rejects the noise rows (and few of the real ones)
+        assert 100 / len(X) <= info["ood_share"] < 0.5
 
 
 def test_a_stage_without_fast_path_that_is_not_a_tree_is_refused(tmp_path, data, stages):

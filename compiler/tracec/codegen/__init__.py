@@ -12,9 +12,7 @@ docs/codegen.md.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 import types
 from pathlib import Path
 from typing import Optional, Union
@@ -83,6 +81,7 @@ def codegen(bundle: Union[str, os.PathLike], lang: str, out: Union[str, os.PathL
     (a directory with ``codegen.dsse.json``); nothing else is ever replaced.
     """
     from tracec.bundle import write_file
+    from tracec.codegen.publish import publish, staging
 
     out = Path(out)
     if out.exists() and not (force and is_codegen_dir(out)):
@@ -94,37 +93,13 @@ def codegen(bundle: Union[str, os.PathLike], lang: str, out: Union[str, os.PathL
         raise CodegenInputError("The 'public_key' parameter of codegen must be the deployer's "
                                 "public key (or pass allow_unsigned=True). Got None instead.")
     files = generate(bundle, lang, public_key, allow_unsigned, signing_key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.codegen-", dir=out.parent))
-    try:
+    with staging(out) as tmp:
+        tmp.mkdir(mode=0o700)
         for name, data in sorted(files.items()):
-            write_file(work / "package", name, data)
-        _publish(work, out, force)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            write_file(tmp, name, data)
+        publish(tmp, out)
     return {"out": str(out), "lang": lang, "files": {n: len(d) for n, d in sorted(files.items())},
             "signed": signing_key is not None}
-
-
-def _publish(work: Path, out: Path, force: bool) -> None:
-    """Rename ``work/package`` to ``out``: never onto anything that appeared meanwhile; with
-    ``force``, the earlier package is moved into ``work`` (removed with it) only if it still is
-    a codegen package at that moment."""
-    from tracec.fsatomic import rename_noreplace
-
-    staged = work / "package"
-    if force and out.exists():
-        if not is_codegen_dir(out):
-            raise CodegenInputError(f"The 'out' parameter of codegen must be an earlier codegen "
-                                    f"package with --force. Got {str(out)!r} instead.")
-        os.replace(out, work / "old")
-    try:
-        rename_noreplace(staged, out)
-    except OSError:
-        if (work / "old").exists() and not out.exists():
-            os.replace(work / "old", out)  # put the earlier package back
-        raise CodegenInputError(f"The 'out' parameter of codegen must be a path that does not "
-                                f"exist yet; {str(out)!r} appeared while generating") from None
 
 
 class _CallableModule(types.ModuleType):

@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from tracec.codegen.ir import Dense, Policy, Trees
+from tracec.codegen.ir import OOD, Dense, Policy, Trees
 
 __all__ = ["pack"]
 
@@ -50,6 +50,13 @@ def _trees(m: Trees, w: _Words) -> dict:
             "wvalue": w.add(m.wvalue, "<f4")}
 
 
+def _ood(g: OOD, w: _Words) -> dict:
+    """The gate: prototypes [M, D] row-major, the threshold (float32 words)."""
+    return {"kind": g.kind, "method": g.method, "m": int(g.prototypes.shape[0]),
+            "prototypes": w.add(g.prototypes, "<f4"),
+            "threshold": w.add(np.array([g.threshold], np.float32), "<f4")}
+
+
 _KINDS = {"dense": _dense, "trees": _trees}
 
 
@@ -66,10 +73,11 @@ def pack(policy: Policy) -> tuple[bytes, dict]:
                "log_k": w.add(np.array([np.log(k)], np.float32), "<f4")}
         doc.update(_KINDS[st.model.kind](st.model, w))
         stages.append(doc)
+    ood = None if policy.ood is None else _ood(policy.ood, w)
     data = b"".join(w.parts)
     layout = {"mode": policy.mode, "dim": policy.dim, "labels": list(policy.labels),
               "n_labels": len(policy.labels), "gate_open": policy.gate_open,
-              "defers_all": policy.defers_all, "tau": tau, "stages": stages,
+              "defers_all": policy.defers_all, "tau": tau, "stages": stages, "ood": ood,
               "kinds": sorted({s["kind"] for s in stages}),
               "max_k": max(s["k"] for s in stages),
               "max_width": max([s.get("width", s["k"]) for s in stages] + [policy.dim]),

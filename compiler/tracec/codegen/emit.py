@@ -85,9 +85,12 @@ def render(lang: str, layout: dict) -> dict[str, bytes]:
         raise CodegenInputError(f"The 'lang' parameter of codegen must be one of "
                                 f"{', '.join(sorted(LANGS))}. Got {lang!r} instead.")
     root = templates_root() / lang
-    for st in layout["stages"]:
+    parts = [(f"stage {st['index']}", st) for st in layout["stages"]]
+    if layout.get("ood") is not None:
+        parts.append(("the out-of-distribution gate", layout["ood"]))
+    for what, st in parts:
         if not (root / "nodes" / f"{st['kind']}.j2").is_file():
-            raise UnsupportedStageError(f"stage {st['index']} (kind {st['kind']!r})",
+            raise UnsupportedStageError(f"{what} (kind {st['kind']!r})",
                                         f"a node kind the {lang} emitter knows "
                                         f"({', '.join(sorted(p.stem for p in (root / 'nodes').glob('*.j2')))})",
                                         st["kind"])

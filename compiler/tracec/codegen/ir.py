@@ -10,6 +10,10 @@ bundle has no fast path, the policy graph ``model.onnx`` (tree ensembles; see
   (features float32, logit and sigmoid float64).
 * ``trees``: a flat tree ensemble (``BRANCH_LEQ``) summed in float32 in tree order,
   then ``NONE`` or ``SOFTMAX``; acceptor arithmetic as the ONNX graph (float32).
+* ``ood``: the out-of-distribution gate (``Policy.ood``, not a stage): in distribution iff
+  ``max_j(P_j . x) / max(||x||_2, 1e-12) >= threshold``, every step float32 as the fast
+  path's batch engine (dots, sum of squares, sqrt, the floor, the division, ``>=``); the
+  decision's handled flag is the policy's AND in distribution.
 
 An emitter that meets a kind it does not know refuses (``UnsupportedStageError``).
 """
@@ -21,9 +25,11 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Dense", "Trees", "Stage", "Policy", "NODE_KINDS", "ACCEPTOR_PRECISION"]
+__all__ = ["Dense", "Trees", "OOD", "Stage", "Policy", "NODE_KINDS", "ACCEPTOR_PRECISION",
+           "OOD_EPS"]
 
-NODE_KINDS = ("dense", "trees")
+NODE_KINDS = ("dense", "trees", "ood")
+OOD_EPS = 1e-12   # the norm floor of the runtime (fastpath._NORM_FLOOR, compose.OOD_EPS)
 ACCEPTOR_PRECISION = {"dense": "f64", "trees": "f32"}
 
 
@@ -58,6 +64,16 @@ class Trees:
 
 
 @dataclass(frozen=True)
+class OOD:
+    """Unit prototypes float32 ``[M, D]`` and the float32 cosine threshold."""
+
+    prototypes: np.ndarray
+    threshold: np.float32
+    method: str = "prototype-cosine"
+    kind: str = field(default="ood", init=False)
+
+
+@dataclass(frozen=True)
 class Stage:
     model: object            # Dense | Trees
     classes: np.ndarray      # int64 [K]: global label index of column j
@@ -79,6 +95,7 @@ class Policy:
     stages: tuple            # 1 or 2 Stage
     source: str              # "fastpath" | "graph"
     bundle_digest: str       # sha256 of the bundle's signed envelope
+    ood: Optional[OOD] = None   # the out-of-distribution gate, or None (--no-ood, old bundles)
 
     @property
     def defers_all(self) -> bool:

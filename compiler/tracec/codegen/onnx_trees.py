@@ -4,6 +4,9 @@ Each stage ``s{i}_`` of ``model.onnx`` must be exactly one
 ``TreeEnsembleClassifier`` on ``embedding`` (skl2onnx's export of the
 compiler's tree candidates) followed by the composer's ArgMax/Gather and
 acceptor nodes; anything else is refused with :class:`UnsupportedStageError`.
+An out-of-distribution gate must be exactly the composer's seven nodes
+(``tracec.export.compose._ood_nodes``); its prototypes and threshold become the IR's
+:class:`~tracec.codegen.ir.OOD`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,43 @@ from __future__ import annotations
 import numpy as np
 
 from tracec.codegen.errors import UnsupportedStageError
-from tracec.codegen.ir import Stage, Trees
+from tracec.codegen.ir import OOD, OOD_EPS, Stage, Trees
 
 __all__ = ["policy_from_graph"]
 
 _ROUTE_OPS = {"GreaterOrEqual", "Where", "Max", "Identity", "Shape", "ConstantOfShape"}
+
+
+# The composer's gate, node by node: name -> (op, inputs); "embedding" is the graph input.
+_GATE = {"ood_dots": ("MatMul", ["embedding", "ood_prototypes_t"]),
+         "ood_best": ("ReduceMax", ["ood_dots"]),
+         "ood_norm": ("ReduceL2", ["embedding"]),
+         "ood_norm_safe": ("Max", ["ood_norm", "ood_eps"]),
+         "ood_similarity": ("Div", ["ood_best", "ood_norm_safe"]),
+         "in_distribution": ("GreaterOrEqual", ["ood_similarity", "ood_threshold"]),
+         "handled": ("And", ["policy_handled", "in_distribution"])}
+
+
+def _gate(g, inits: dict, dim: int):
+    """The gate of graph ``g`` (or None), its nodes checked against the composer's."""
+    nodes = {n.output[0]: n for n in g.node if n.output and n.output[0] in _GATE}
+    if "in_distribution" not in nodes:
+        return None, set()
+    for out, (op, inputs) in _GATE.items():
+        node = nodes.get(out)
+        found = None if node is None else (node.op_type, list(node.input),
+                                            _attrs(node).get("axes"))
+        want_axes = [1] if op.startswith("Reduce") else None
+        if found != (op, inputs, want_axes):
+            raise UnsupportedStageError(f"model.onnx gate node {out!r}",
+                                        f"{op}{inputs} (the composer's gate)", found)
+    P = np.asarray(inits.get("ood_prototypes_t"), np.float32)
+    eps = np.asarray(inits.get("ood_eps"), np.float32)
+    if P.ndim != 2 or P.shape[0] != dim or eps.reshape(-1).tolist() != [np.float32(OOD_EPS)]:
+        raise UnsupportedStageError("model.onnx gate initialisers",
+                                    f"prototypes [{dim}, M] and eps {OOD_EPS}", (P.shape, eps))
+    gate = OOD(np.ascontiguousarray(P.T), np.float32(inits["ood_threshold"]))
+    return gate, {n.name for n in nodes.values()}
 
 
 def _attrs(node) -> dict:
@@ -70,7 +105,7 @@ def _trees(node, k: int, where: str) -> Trees:
 
 
 def policy_from_graph(graph_bytes: bytes):
-    """``(mode, tau float32, dimension, stages)`` of a tree-ensemble policy graph."""
+    """``(mode, tau float32, dimension, stages, gate or None)`` of a tree-ensemble graph."""
     import onnx
     from onnx import numpy_helper
 
@@ -97,11 +132,14 @@ def policy_from_graph(graph_bytes: bytes):
         stages.append(Stage(_trees(tree, len(classes), where), classes,
                             np.asarray(inits[f"{p}acceptor_coef"], np.float32).reshape(4),
                             np.float32(inits[f"{p}acceptor_intercept"])))
-    stage_ops = {n.op_type for n in g.node if not n.name.startswith(("s1_", "s2_"))}
+    gate, gate_nodes = _gate(g, inits, int(dim))
+    stage_ops = {n.op_type for n in g.node if not n.name.startswith(("s1_", "s2_"))
+                 and n.name not in gate_nodes}
     if stage_ops - _ROUTE_OPS:
         raise UnsupportedStageError("model.onnx routing nodes", f"only {sorted(_ROUTE_OPS)}",
                                     sorted(stage_ops - _ROUTE_OPS))
-    handled = next(n for n in g.node if "handled" in n.output)
+    flag = "handled" if gate is None else "policy_handled"
+    handled = next(n for n in g.node if flag in n.output)
     if handled.op_type == "ConstantOfShape":
         flag = bool(numpy_helper.to_array(handled.attribute[0].t).reshape(-1)[0])
         mode = "global" if flag else "closed"
@@ -110,4 +148,4 @@ def policy_from_graph(graph_bytes: bytes):
     if mode == "global" and n_stages == 2:
         raise UnsupportedStageError("model.onnx", "1 stage in a global policy", n_stages)
     tau = np.float32(inits["tau"])
-    return mode, tau, int(dim), tuple(stages)
+    return mode, tau, int(dim), tuple(stages), gate
