@@ -58,3 +58,14 @@ def banking77_teacher(seed: int, n: int | None = None):
     y = np.array([index[t] for t in teacher], dtype=np.int64)
     rows = np.random.default_rng(seed).permutation(len(y))[:n]
     return np.load(emb)[rows].astype(np.float32), y[rows]
+
+
+def signed_banking77_bundle(base: Path, rows: np.ndarray, alpha: str = "0.85") -> tuple[Path, Path]:
+    """Compile a signed Banking77 (real teacher, precomputed embeddings) bundle from ``rows`` of
+    the training file into ``base/bundle``; return ``(bundle, public key)``."""
+    run_tracec("keygen", "--out", base / "ci", check_code=0)
+    t, e = write_subset(base, data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
+                        data_path("banking77", "train.minilm-l6-v2.f16.npy"), rows, "train")
+    run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--alpha", alpha,
+               "--signing-key", base / "ci.key", "--out", base / "bundle", check_code=0)
+    return base / "bundle", base / "ci.pub"

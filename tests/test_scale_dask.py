@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import data_path, run_tracec, write_subset
+from conftest import data_path, signed_banking77_bundle
 from tracec_runtime import Router
 
 da = pytest.importorskip("dask.array")
@@ -19,14 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    base = tmp_path_factory.mktemp("scale")
-    run_tracec("keygen", "--out", base / "ci", check_code=0)
-    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
-    emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    t, e = write_subset(base, traces, emb, np.arange(3000), "train")
-    run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--alpha", "0.85",
-               "--signing-key", base / "ci.key", "--out", base / "bundle", check_code=0)
-    return base / "bundle", base / "ci.pub"
+    return signed_banking77_bundle(tmp_path_factory.mktemp("scale"), np.arange(3000))
 
 
 def test_dask_workers_verify_once_and_match_the_runtime(bundle):

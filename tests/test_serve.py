@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import data_path, run_tracec, write_subset
+from conftest import data_path, run_tracec, signed_banking77_bundle, write_subset
 from tracec_runtime import Router
 
 pytest.importorskip("uvicorn")
@@ -33,14 +33,10 @@ ROWS = 3000
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve")
-    run_tracec("keygen", "--out", base / "ci", check_code=0)
+    rows = np.random.default_rng(0).permutation(10003)
+    out, _ = signed_banking77_bundle(base, rows[:ROWS])
     traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
     emb = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    rows = np.random.default_rng(0).permutation(10003)
-    t, e = write_subset(base, traces, emb, rows[:ROWS], "train")
-    out = base / "bundle"
-    run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--alpha", "0.85",
-               "--signing-key", base / "ci.key", "--out", out, check_code=0)
     test_t, test_e = write_subset(base, traces, emb, rows[ROWS:ROWS + 600], "test")
     teachers = [json.loads(line)["teacher"] for line in test_t.read_text().splitlines()]
     return {"bundle": out, "pub": base / "ci.pub", "X": np.load(test_e).astype(np.float32),
