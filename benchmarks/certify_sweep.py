@@ -29,7 +29,7 @@ from tracec.candidates import train_pool
 from tracec.config import FAMILIES
 from tracec.frontier import Context, certify_alpha
 from tracec.policy import Refitter, cascade_decisions, make_primary, score_shipped, score_stage
-from tracec.splits import DEFAULT_FRACTIONS, split_rows
+from tracec.splits import auto_fractions, split_rows
 
 
 def _encode(train, test):
@@ -40,7 +40,7 @@ def _encode(train, test):
 
 
 def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, seed: int = 0, delta: float = 0.05,
-        fractions=DEFAULT_FRACTIONS, root: Path = Path(os.environ.get(
+        fractions=None, root: Path = Path(os.environ.get(
             "TRACEC_SHARED_DATA", "/work/shared/data"))) -> dict:
     data = load_task(root, task)
     if days:  # the flywheel's day-1 traces: the first of ``days`` shuffled batches
@@ -53,7 +53,7 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
     X_test = np.asarray(data.X_test, dtype=np.float32)
     start = time.perf_counter()
     with threadpool_limits(limits=1):
-        splits = split_rows(len(y_all), seed, fractions)
+        splits = split_rows(len(y_all), seed, fractions or auto_fractions(len(y_all)))
         X = {k: X_all[v] for k, v in splits.__dict__.items()}
         y = {k: y_all[v] for k, v in splits.__dict__.items()}
         pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from tracec.errors import ParameterError
-from tracec.splits import DEFAULT_FRACTIONS, check_fractions
+from tracec.splits import check_fractions
 
 FAMILIES = ("global", "l2d", "cascade")
 
@@ -25,7 +25,7 @@ class CompileConfig:
     include_trees: bool = False
     families: tuple[str, ...] = FAMILIES
     size_budget_bytes: int = 5_000_000
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    fractions: Optional[tuple[float, ...]] = None   # None: splits.auto_fractions(n traces)
     min_accept: int = 100
     min_coverage: float = 0.05
     signing_key: Optional[Path] = None
@@ -45,7 +45,8 @@ class CompileConfig:
             _unit("alpha", a)
         _unit("delta", self.delta)
         _unit("min_coverage", self.min_coverage)
-        check_fractions(tuple(self.fractions))
+        if self.fractions is not None:
+            check_fractions(tuple(self.fractions))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ParameterError("seed", "compile", "a non-negative int", self.seed)
         if self.size_budget_bytes < 10_000:
@@ -72,7 +73,7 @@ class CompileConfig:
             "include_trees": str(self.include_trees).lower(),
             "families": ",".join(self.families),
             "size_budget_bytes": str(self.size_budget_bytes),
-            "fractions": ",".join(_g(f) for f in self.fractions),
+            "fractions": "auto" if self.fractions is None else ",".join(_g(f) for f in self.fractions),
             "min_accept": str(self.min_accept),
             "min_coverage": _g(self.min_coverage),
             "no_examples": str(self.no_examples).lower(),

@@ -14,7 +14,7 @@ the very end, so a failed compile leaves nothing behind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,7 +30,7 @@ from tracec.gate import shadow_gate
 from tracec.inputs import load_inputs
 from tracec.measure import concat, measured, route_split
 from tracec.policy import Refitter, make_primary, score_shipped
-from tracec.splits import split_rows
+from tracec.splits import auto_fractions, split_rows
 from tracec_runtime.router import Router
 
 Progress = Callable[[str], None]
@@ -60,6 +60,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
     previous = emit.load_previous(config)
 
     data = clock("load", lambda: load_inputs(config, say))
+    if config.fractions is None:  # --split auto: from the trace count; the manifest records it
+        config = replace(config, fractions=auto_fractions(data.n))
     splits = split_rows(data.n, config.seed, config.fractions)
     X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
