@@ -13,9 +13,9 @@ OUT    := out
 
 $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# CPU torch first: an unpinned torch would pull several GB of CUDA packages.
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e runtime -e '.[embed,test,bench]'
+	# No torch: the default embedder is int8 ONNX.  For the optional sentence-transformers
+	# backend install CPU torch==2.13.0 first, then '.[embed-st]'.
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e 'runtime[serve]' -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash tests/setup_browser.sh || echo "chromium unavailable: browser tests will be skipped" >&2
+	bash tests/setup_toolchains.sh
 	$(BIN)/python -m pytest -q -m "not slow" tests
 	$(BIN)/python -m pytest -q -m slow tests
 

@@ -54,10 +54,10 @@ def compile_bundle(files: WorkFiles, out: Path, alphas, delta: float, seed: int,
     if out.exists():
         shutil.rmtree(out)
     cmd = [str(TRACEC), "compile", str(files.traces), "--embeddings", str(files.X_train),
+           "--embedder-id", "sentence-transformers/all-MiniLM-L6-v2 (shared f16)",
            "--out", str(out), "--alpha", ",".join(format(a, "g") for a in alphas),
            "--delta", format(delta, "g"), "--seed", str(seed), "--json"]
-    if signing_key is not None:
-        cmd += ["--signing-key", str(signing_key)]
+    cmd += ["--signing-key", str(signing_key)] if signing_key is not None else ["--unsigned"]
     done = procs.run(cmd, env=env)
     if done.returncode not in (0, 1):
         raise SubprocessFailed(f"tracec compile {files.traces}", done.returncode, done.stderr)
@@ -81,7 +81,7 @@ class Routed:
 
 def keygen(prefix: Path) -> tuple[Path, Path]:
     """``tracec keygen --out PREFIX``: (private key, public key)."""
-    done = procs.run([str(TRACEC), "keygen", "--out", str(prefix)])
+    done = procs.run([str(TRACEC), "keygen", "--out", str(prefix), "--json"])
     if done.returncode != 0:
         raise SubprocessFailed("tracec keygen", done.returncode, done.stderr)
     doc = json.loads(done.stdout)

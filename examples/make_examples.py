@@ -1,7 +1,7 @@
 """Generate the synthetic customer-support traces in this directory.
 
 Deterministic given the seed: ``python examples/make_examples.py`` rewrites
-``traces.jsonl`` (1,600 rows) and ``holdout.jsonl`` (400 rows) byte for byte.
+``traces.jsonl`` (2,200 rows) and ``holdout.jsonl`` (500 rows) byte for byte.
 Every text comes from the templates below; nothing is copied from a dataset.
 
 The ``teacher`` field simulates an LLM: it returns the gold ``label`` most of
@@ -18,9 +18,9 @@ import random
 from pathlib import Path
 
 SEED = 20251123
-N_TRACES, N_HOLDOUT = 1600, 400
-BASE_NOISE = 0.015  # chance that the teacher confuses any request with a neighbour
-AMBIGUOUS_WEIGHT = 0.5  # traffic weight of an ambiguous template relative to a clear one
+N_TRACES, N_HOLDOUT = 2200, 500
+BASE_NOISE = 0.005  # chance that the teacher confuses any request with a neighbour
+AMBIGUOUS_WEIGHT = 0.25  # traffic weight of an ambiguous template relative to a clear one
 
 # intent -> (traffic share, [(template, {confused intent: probability})])
 INTENTS: dict[str, tuple[float, list[tuple[str, dict[str, float]]]]] = {
@@ -196,7 +196,7 @@ def write(out_dir: Path, seed: int = SEED) -> dict[str, float]:
     stats = {}
     for name, prefix, part in (("traces.jsonl", "t", rows[:N_TRACES]),
                                ("holdout.jsonl", "h", rows[N_TRACES:])):
-        lines = [json.dumps({"id": f"{prefix}{i:04d}", **r}, ensure_ascii=False)
+        lines = [json.dumps({"id": f"{prefix}{i:05d}", **r}, ensure_ascii=False)
                  for i, r in enumerate(part, start=1)]
         (out_dir / name).write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
         stats[name] = sum(r["teacher"] == r["label"] for r in part) / len(part)

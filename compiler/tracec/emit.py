@@ -14,15 +14,16 @@ from tracec.artifacts import CostInputs, EvalRows, build_artifacts
 from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
-from tracec.manifest import (Certificate, FastPathRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
+from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
                              ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
+from tracec.ood import manifest_record
 from tracec_runtime.keys import load_private_key
 from tracec_runtime.verify import verify_bundle
 
 _ZERO = Measured(n_total=0, n_handled=0, n_agree=0, coverage="0", ta="0", ta_lower="0", ta_upper="0")
 _TOOLS = ("numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "pynacl", "pydantic",
-          "tracec-runtime")
+          "tracec-runtime", "tokenizers")
 
 
 def load_signing_key(config: CompileConfig):
@@ -38,19 +39,27 @@ def load_previous(config: CompileConfig) -> Optional[dict]:
     return verified.manifest
 
 
+def write_embedder(root: Path, data) -> None:
+    """A text-in bundle's embedder graph and tokenizer (listed and signed like every file)."""
+    for name, blob in sorted(data.embedder_files.items()):
+        write_file(root, name, blob)
+
+
 def tau_of(chosen: AlphaResult) -> str:
     if chosen.winner is None:
         return "inf"
     return format(float(np.float32(chosen.winner.certification.tau)), ".9g")
 
 
-def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, config, splits) -> None:
+def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, config, splits,
+                      ood=None) -> None:
     """A sealed, unsigned bundle with the candidate graph, for measuring through the runtime."""
     write_file(root, "model.onnx", graph)
+    write_embedder(root, data)
     manifest = _manifest(root, chosen, data, config, splits, ctx=None, gate_open=True,
                          calibration=_ZERO, shadow=ShadowVerdict(**_ZERO.model_dump(), passed=False,
                                                                  reasons=[]),
-                         per_label=[], refusal=None)
+                         per_label=[], refusal=None, ood=ood)
     write_file(root, "manifest.json", manifest.to_bytes())
     seal_bundle(root, None)
 
@@ -58,18 +67,19 @@ def stage_provisional(root: Path, graph: bytes, chosen: AlphaResult, data, confi
 def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileConfig, data, splits,
                  chosen: AlphaResult, ctx: Context, calibration: Measured, shadow, heldout: Routed,
                  heldout_rows: np.ndarray, gate_open: bool, frontier: dict,
-                 previous: Optional[dict]) -> tuple[dict, dict]:
+                 previous: Optional[dict], ood=None) -> tuple[dict, dict]:
     gate, shadow_measured = shadow
     verdict = ShadowVerdict(**shadow_measured.model_dump(), passed=gate.passed,
                             reasons=list(gate.reasons))
     refusal = None if gate_open else _refusal(chosen, ctx, gate, heldout, data.labels)
     write_file(root, "model.onnx", graph)
+    write_embedder(root, data)
     fast_files, fast_report = fastpath
     for name, blob in sorted((fast_files or {}).items()):
         write_file(root, name, blob)
     write_json(root, "frontier.json", frontier)
     manifest = _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, verdict,
-                         per_label(heldout, data.labels), refusal)
+                         per_label(heldout, data.labels), refusal, ood)
     if fast_report is not None:
         manifest = manifest.model_copy(update={
             "fastpath": FastPathRecord(**fast_report.manifest_record())})
@@ -88,7 +98,7 @@ def write_bundle(root: Path, *, graph: bytes, fastpath: tuple, config: CompileCo
 
 
 def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, shadow, per_label,
-              refusal) -> Manifest:
+              refusal, ood=None) -> Manifest:
     w = chosen.winner
     stages = w.stages if w else (chosen.results[0].stages if chosen.results else ())
     cert = w.certification if w else None
@@ -96,7 +106,8 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
         policy=Policy(gate="open" if gate_open else "closed", family=w.family if w else "none",
                       alpha=dec(chosen.alpha), delta=dec(config.delta), tau=tau_of(chosen),
                       model_name="+".join(s.candidate.name for s in stages) or "none",
-                      stages=[_stage_info(s) for s in stages]),
+                      stages=[_stage_info(s) for s in stages],
+                      ood=None if ood is None else OODRecord(**manifest_record(ood))),
         labels=list(data.labels), embedder=data.embedder,
         counts=SplitCounts(total=data.n, **splits.counts()),
         certificate=Certificate(
@@ -105,7 +116,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
             steps_tested=sum(len(r.certification.steps) for r in chosen.results),
             p_value=dec(cert.chosen.p_value) if cert and cert.chosen else None),
         calibration=calibration, shadow=shadow, per_label=per_label, refusal=refusal,
-        inputs=Inputs(traces_sha256=data.traces.sha256, traces_rows=data.n,
+        inputs=Inputs(traces_sha256=data.traces.rows_sha256, traces_rows=data.n,
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(),
@@ -154,6 +165,10 @@ def explain(manifest: dict, artifacts: Optional[dict] = None) -> str:
             f"tau={p['tau']}; calibration coverage {cal['coverage']} TA {cal['ta']} "
             f"(lower {cal['ta_lower']}); shadow coverage {sh['coverage']} TA {sh['ta']} "
             f"(lower {sh['ta_lower']}, upper {sh['ta_upper']}).")
+    ood = p.get("ood")
+    if ood:
+        head += (f" OOD gate: {ood['n_prototypes']} prototypes, cosine >= {ood['threshold']} "
+                 f"(fit on train, quantile {ood['quantile']}).")
     if p["gate"] == "open":
         return f"Gate OPEN. {head}"
     ref = manifest["refusal"] or {}

@@ -78,3 +78,16 @@ class GateRefused(TracecError):
     def __init__(self, explanation: str):
         self.explanation = explanation
         super().__init__(explanation)
+
+
+class OutputError(InputError):
+    """``--out`` cannot be written safely: in use by another compile, changed during the compile,
+    not a bundle to replace, or a write failed (disk full, read-only).  Exit code 3: fix the
+    destination and retry; nothing of the user's was touched and nothing is left behind."""
+
+    def __init__(self, path: str, message: str):
+        self.path, self.message = str(path), message
+        super().__init__(f"--out {self.path}: {message}")
+
+
+__all__ += ["OutputError"]

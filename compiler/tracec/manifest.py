@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tracec_runtime.canonical import canonical_file_bytes
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # tracec_runtime.envelope.FORMAT_VERSION
 MEDIA_TYPE = "application/vnd.tracec.bundle.v1+json"
 
 Dec = Annotated[str, Field(pattern=r"^-?(\d+(\.\d+)?([eE][-+]?\d+)?|inf)$",
@@ -29,6 +29,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Fingerprint(_Model):
+    canaries: list[str]
+    vectors_f32le_hex: list[str] = Field(description="each canary's embedding: float32 "
+                                                     "little-endian bytes as hex")
+    max_abs_diff: Dec = Field(description="the runtime refuses a larger component difference")
+
+
+class TextEmbedderRecord(_Model):
+    """What the runtime needs to embed text exactly as the compiler did."""
+
+    procedure: Literal["tracec-embed/1"]
+    model: str = Field(description="bundle path of the embedder graph (ONNX)")
+    tokenizer: str = Field(description="bundle path of tokenizer.json")
+    max_tokens: int = Field(description="longer inputs are truncated (and flagged)")
+    fingerprint: Fingerprint
+
+
 class EmbedderInfo(_Model):
     id: str
     dimension: int
@@ -37,6 +54,14 @@ class EmbedderInfo(_Model):
     package_version: Optional[str] = None
     source: Literal["computed", "provided"] = Field(
         description="'computed' by tracec's embedder, or 'provided' with --embeddings")
+    input: Literal["text", "embedding"] = Field(
+        default="embedding", description="'text': the bundle carries its embedder (route_text); "
+                                         "'embedding': embedding-in only")
+    backend: Literal["minilm-int8", "sentence-transformers", "provided"] = "provided"
+    pooling: Optional[str] = None
+    digest: Optional[str] = Field(default=None, description="SHA-256 of the model weights file")
+    max_tokens: Optional[int] = None
+    text: Optional[TextEmbedderRecord] = None
 
 
 class StageInfo(_Model):
@@ -49,6 +74,17 @@ class StageInfo(_Model):
     acceptor_intercept: Dec
 
 
+class OODRecord(_Model):
+    """The out-of-distribution gate (tracec.ood): fit on the train split only."""
+
+    method: Literal["prototype-cosine"]
+    n_prototypes: int
+    per_label: int = Field(description="k-means prototypes per teacher label (fewer for rare labels)")
+    threshold: Dec = Field(description="float32 cosine threshold, '.9g' formatted (as tau)")
+    quantile: Dec = Field(description="share of out-of-fold training rows below the threshold")
+    fit_on: Literal["train"]
+
+
 class Policy(_Model):
     gate: Literal["open", "closed"]
     family: Literal["global", "l2d", "cascade", "none"]
@@ -57,6 +93,8 @@ class Policy(_Model):
     tau: Dec = Field(description="float32 threshold on the acceptor score, '.9g' formatted")
     model_name: str
     stages: list[StageInfo]
+    ood: Optional[OODRecord] = Field(
+        default=None, description="null: no out-of-distribution gate (bundles before it, --no-ood)")
 
 
 class SplitCounts(_Model):
@@ -130,7 +168,7 @@ class FileDigest(_Model):
 
 
 class Manifest(_Model):
-    format_version: Literal["1"] = FORMAT_VERSION
+    format_version: Literal["2"] = FORMAT_VERSION
     media_type: Literal["application/vnd.tracec.bundle.v1+json"] = MEDIA_TYPE
     policy: Policy
     labels: list[str]

@@ -5,9 +5,9 @@ Each command prints exactly one of these on stdout; narration goes to stderr.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tracec.manifest import Manifest
 from tracec.schemas import register
@@ -17,16 +17,57 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TracesRead(_Out):
+    """What the trace loader read: the format, the rows kept, rows of other kinds skipped."""
+
+    format: str
+    rows: int
+    skipped: dict[str, int]
+
+
+class ErrorInfo(_Out):
+    """A typed error as data: the same fields the exception carries (``tracec_runtime.cli``)."""
+
+    type: str = Field(description="the error's class name, e.g. TraceFileError, UsageError")
+    exit_code: int = Field(description="the process exit code (docs/architecture.md)")
+    message: str
+    path: Optional[str] = None
+    line: Optional[int] = None
+    field: Optional[str] = None
+    row: Optional[int] = None
+    bundle: Optional[str] = None
+    problems: Optional[list[str]] = None
+    name: Optional[str] = None
+    owner: Optional[str] = None
+    expected: Optional[str] = None
+    got: Any = None
+    explanation: Optional[str] = None
+
+
+class ErrorOutput(_Out):
+    """What every command prints with ``--json`` when it fails."""
+
+    ok: Literal[False]
+    error: ErrorInfo
+
+
+class _Success(_Out):
+    ok: Literal[True] = True
+
+
 class CompileOutput(_Out):
+    ok: bool = Field(description="true iff the gate is open (exit 0); a refusal carries 'error'")
+    error: Optional[ErrorInfo] = None
     bundle: str
     gate: Literal["open", "closed"]
     explanation: str
     manifest: Manifest
     frontier: dict
     timings_s: dict[str, float]
+    traces: Optional[TracesRead] = None
 
 
-class VerifyOutput(_Out):
+class VerifyOutput(_Success):
     bundle: str
     valid: bool
     signed: bool
@@ -42,6 +83,7 @@ class RouteDecision(_Out):
     handled: bool
     surrogate_label: str
     score: str
+    flag: Optional[Literal["empty", "invalid_text", "truncated"]] = None
 
 
 class RouteSummary(_Out):
@@ -52,14 +94,46 @@ class RouteSummary(_Out):
     ta_handled: Optional[str] = None
     accuracy_end_to_end: Optional[str] = None
     accuracy_teacher_only: Optional[str] = None
+    alpha: Optional[str] = Field(None, description="the bundle's certified TA target")
+    ta_interval: Optional[list[str]] = Field(
+        None, description="two-sided (1 - delta) Clopper-Pearson interval of ta_handled")
+    ta_below_alpha: Optional[bool] = Field(
+        None, description="true when the interval's upper bound is below alpha")
+    unseen_teacher_rows: Optional[int] = None
+    unseen_teacher_labels: Optional[list[str]] = Field(
+        None, description="teacher labels the bundle has never seen (its label set lacks them)")
+    ood_share: Optional[str] = Field(None, description="share of rows deferred as out-of-distribution")
+    warnings: list[str] = []
 
 
-class RouteOutput(_Out):
+class RouteOutput(_Success):
     bundle: str
     summary: RouteSummary
     decisions: list[RouteDecision]
 
 
+class KeygenOutput(_Success):
+    private_key: str
+    public_key: str
+
+
+class EmbedOutput(_Success):
+    embeddings: str
+    rows: int
+    dimension: int
+    format: Optional[str] = Field(None, description="the trace format read")
+    skipped: dict[str, int] = Field(default_factory=dict, description="rows of other kinds, by reason")
+
+
+class ReportOutput(_Success):
+    report: str
+    bundle: str
+
+
+register("cli-error.schema.json", ErrorOutput)
+register("cli-keygen.schema.json", KeygenOutput)
+register("cli-embed.schema.json", EmbedOutput)
+register("cli-report.schema.json", ReportOutput)
 register("cli-compile.schema.json", CompileOutput)
 register("cli-verify.schema.json", VerifyOutput)
 register("cli-route.schema.json", RouteOutput)

@@ -1,7 +1,7 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> split -> train pool -> primary stage -> refit on train+validation
-         -> export + score
+    load -> embed -> split -> train pool -> primary stage -> refit on train+validation
+         -> OOD gate (train rows only) -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
@@ -14,22 +14,24 @@ the very end, so a failed compile leaves nothing behind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tracec import emit
-from tracec.bundle import check_destination, publish, seal_bundle, staging
+from tracec.bundle import Destination, seal_bundle
 from tracec.candidates import train_pool
 from tracec.config import CompileConfig
 from tracec.export import build_policy_graph, verified_fastpath
 from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_document
 from tracec.gate import shadow_gate
-from tracec.inputs import load_inputs
+from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
+from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.signals import terminate_as_exception
 from tracec.splits import auto_fractions, split_rows
 from tracec_runtime.router import Router
 
@@ -44,22 +46,28 @@ class CompileResult:
     frontier: dict
     explanation: str
     timings: dict[str, float]
+    traces: dict = field(default_factory=dict)  # what was read: format, rows, skipped by reason
 
 
 def compile_bundle(config: CompileConfig, progress: Optional[Progress] = None) -> CompileResult:
-    """Compile with one BLAS thread: deterministic sums, and faster on a small shared machine."""
-    with threadpool_limits(limits=1):
-        return _compile(config, progress)
+    """Compile with one BLAS thread: deterministic sums, and faster on a small shared machine.
+
+    ``--out`` is locked and checked first and held until the end (``bundle.Destination``);
+    SIGTERM raises ``signals.Terminated`` so the staging directory is removed.
+    """
+    with terminate_as_exception(), threadpool_limits(limits=1), \
+            Destination(config.out, config.force, progress) as dest:
+        return _compile(config, progress, dest)
 
 
-def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResult:
+def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destination) -> CompileResult:
     say = progress or (lambda _msg: None)
     clock = _Clock(say)
-    check_destination(config.out, config.force)
     signing_key = emit.load_signing_key(config)
     previous = emit.load_previous(config)
 
-    data = clock("load", lambda: load_inputs(config, say))
+    traces = clock("load", lambda: read_traces(config, say))
+    data = clock("embed", lambda: embed_inputs(config, traces, say))
     if config.fractions is None:  # --split auto: from the trace count; the manifest records it
         config = replace(config, fractions=auto_fractions(data.n))
     splits = split_rows(data.n, config.seed, config.fractions)
@@ -76,7 +84,10 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
                     np.concatenate([y["train"], y["validation"]]), X["validation"],
                     len(data.labels), config.size_budget_bytes, say)
     certify_splits = {k: X[k] for k in ("validation", "calibration")}  # all certification reads
-    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, certify_splits))
+    ood = None if config.ood_quantile is None else clock("ood", lambda: fit_ood(
+        X["train"], y["train"], seed=config.seed, quantile=config.ood_quantile))
+    scored = clock("score", lambda: score_shipped(primary, ship(primary), data.dim, certify_splits,
+                                                  ood))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
                   config.seed, data.dim, say, config.size_budget_bytes, ship)
@@ -84,9 +95,9 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
     chosen: AlphaResult = frontier[0]
     frontier_doc = frontier_document(frontier)
 
-    with staging(config.out) as tmp:
-        candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes)
-        emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits)
+    with dest.staging() as tmp:
+        candidate = _policy_graph(chosen, data.dim, config.size_budget_bytes, ood)
+        emit.stage_provisional(tmp, candidate.graph, chosen, data, config, splits, ood)
         router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
         routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
         del router
@@ -95,9 +106,11 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
         gate_open = chosen.winner is not None and gate.passed
         say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
             f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
-        final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes)
+        final = candidate if gate_open else _closed_graph(chosen, data.dim, config.size_budget_bytes,
+                                                          ood)
         fast_files, fast_report = clock("fastpath", lambda: verified_fastpath(
-            final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X))
+            final.specs, mode=final.mode, tau=final.tau, graph_bytes=final.graph, X=data.X,
+            ood=ood))
         manifest, artifacts = emit.write_bundle(
             tmp, graph=final.graph, fastpath=(fast_files, fast_report), config=config, data=data,
             splits=splits, chosen=chosen, ctx=ctx,
@@ -105,13 +118,13 @@ def _compile(config: CompileConfig, progress: Optional[Progress]) -> CompileResu
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
             heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
-            gate_open=gate_open, frontier=frontier_doc, previous=previous)
+            gate_open=gate_open, frontier=frontier_doc, previous=previous, ood=ood)
         seal_bundle(tmp, signing_key)
-        publish(tmp, config.out)
+        dest.publish(tmp)
 
     explanation = emit.explain(manifest, artifacts)
     return CompileResult(str(config.out), gate_open, manifest, frontier_doc, explanation,
-                         clock.timings)
+                         clock.timings, data.traces.summary())
 
 
 @dataclass(frozen=True)
@@ -122,28 +135,28 @@ class PolicyGraph:
     tau: float
 
 
-def _build(stages, dim: int, tau: float, mode: str, budget: int) -> PolicyGraph:
+def _build(stages, dim: int, tau: float, mode: str, budget: int, ood) -> PolicyGraph:
     specs = tuple(s.spec for s in stages)
-    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, max_bytes=budget),
-                       specs, mode, tau)
+    return PolicyGraph(build_policy_graph(specs, n_features=dim, tau=tau, mode=mode, max_bytes=budget,
+                                          ood=ood), specs, mode, tau)
 
 
-def _policy_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
+def _policy_graph(chosen: AlphaResult, dim: int, budget: int, ood=None) -> PolicyGraph:
     """The candidate policy's graph (a closed graph when nothing was certified)."""
     w = chosen.winner
     if w is None:
-        return _closed_graph(chosen, dim, budget)
+        return _closed_graph(chosen, dim, budget, ood)
     tau = float(w.certification.tau)
-    if not np.isfinite(tau):  # the loosest step: accept everything, answered by stage 1
-        return _build(w.stages[:1], dim, 0.0, "global", budget)
-    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d", budget)
+    if not np.isfinite(tau):  # the loosest step: accept everything in distribution, stage 1
+        return _build(w.stages[:1], dim, 0.0, "global", budget, ood)
+    return _build(w.stages, dim, tau, "cascade" if w.family == "cascade" else "l2d", budget, ood)
 
 
-def _closed_graph(chosen: AlphaResult, dim: int, budget: int) -> PolicyGraph:
+def _closed_graph(chosen: AlphaResult, dim: int, budget: int, ood=None) -> PolicyGraph:
     """Everything deferred; the stages are kept so operators can inspect what was refused."""
     stages = chosen.winner.stages if chosen.winner else chosen.results[0].stages
     tau = float(chosen.winner.certification.tau) if chosen.winner else 1.0
-    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed", budget)
+    return _build(stages, dim, tau if np.isfinite(tau) else 0.0, "closed", budget, ood)
 
 
 def _ta(r) -> float:

@@ -54,6 +54,11 @@ class Scored:
 
     label: np.ndarray   # int64 global label index
     score: np.ndarray   # float32
+    inside: Optional[np.ndarray] = None   # bool: the OOD gate's in_distribution (None: no gate)
+
+    def gated(self, handled: np.ndarray) -> np.ndarray:
+        """``handled`` AND in distribution: rows the gate rejects are never handled."""
+        return handled if self.inside is None else handled & self.inside
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,16 @@ class FamilyResult:
         return 0.0 if c is None else float(c.coverage)
 
 
-def score_stage(stage: Stage, n_features: int, splits: dict[str, np.ndarray]) -> dict[str, Scored]:
-    """Export one stage as an l2d graph and score every given split with onnxruntime."""
-    graph = build_policy_graph([stage.spec], n_features=n_features, tau=0.5, mode="l2d")
+def score_stage(stage: Stage, n_features: int, splits: dict[str, np.ndarray],
+                ood=None) -> dict[str, Scored]:
+    """Export one stage as an l2d graph (with the OOD gate, if any) and score every given
+    split with onnxruntime; ``inside`` is the graph's own ``in_distribution`` output."""
+    graph = build_policy_graph([stage.spec], n_features=n_features, tau=0.5, mode="l2d", ood=ood)
     scorer = GraphScorer(graph)
     out = {}
     for name, X in splits.items():
         label, score, _ = scorer.run(X)
-        out[name] = Scored(label, score)
+        out[name] = Scored(label, score, scorer.inside(X) if ood is not None else None)
     return out
 
 
@@ -99,13 +106,15 @@ class Refitter:
 
 
 def score_shipped(selected: Stage, shipped: Stage, n_features: int,
-                  splits: dict[str, np.ndarray]) -> dict[str, Scored]:
+                  splits: dict[str, np.ndarray], ood=None) -> dict[str, Scored]:
     """Validation rows scored by the selected (train-split) stage, every other split by the
-    shipped one."""
+    shipped one.  The OOD gate (``ood``) applies to the certified splits only: validation rows
+    plan the walk (grid, start, family) exactly as without the gate, a choice made before any
+    calibration row is seen either way; calibration counts gated-out rows as deferred."""
     val = {k: v for k, v in splits.items() if k == "validation"}
     rest = {k: v for k, v in splits.items() if k != "validation"}
-    out = score_stage(selected, n_features, val) if selected is not shipped else {}
-    out.update(score_stage(shipped, n_features, rest if selected is not shipped else splits))
+    out = score_stage(selected, n_features, val) if val else {}
+    out.update(score_stage(shipped, n_features, rest, ood))
     return out
 
 
@@ -155,7 +164,7 @@ def make_residual(pool: Sequence, primary: Stage, primary_val: Scored, X_val: np
 def cascade_decisions(s1: Scored, s2: Scored, tau: float) -> tuple[np.ndarray, np.ndarray]:
     """(label, handled) of the two-stage cascade at threshold tau (same rule as the graph)."""
     h1 = s1.score >= np.float32(tau)
-    handled = h1 | (s2.score >= np.float32(tau))
+    handled = s1.gated(h1 | (s2.score >= np.float32(tau)))
     return np.where(h1, s1.label, s2.label), handled
 
 
@@ -170,7 +179,7 @@ class Plan:
 
 
 def l2d_decide(s: Scored) -> Callable:
-    return lambda tau: (s.score >= np.float32(tau), s.label)
+    return lambda tau: (s.gated(s.score >= np.float32(tau)), s.label)
 
 
 def cascade_decide(s1: Scored, s2: Scored) -> Callable:

@@ -16,16 +16,16 @@ from typing import Union
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import tracec
 from tracec.errors import ParameterError
+from tracec.resources import resource_dir
 from tracec.report_view import FILTERS, build_view, parse_documents
 
 TEMPLATE = "report.html.j2"
 
 
 def templates_dir() -> Path:
-    """``templates/`` at the repository root (next to ``compiler/``)."""
-    return Path(tracec.__file__).resolve().parents[2] / "templates"
+    """The report templates: shipped in the package, else ``templates/`` of the checkout."""
+    return resource_dir("templates")
 
 
 def environment() -> Environment:
@@ -60,7 +60,8 @@ def render_report(bundle_dir: Union[str, os.PathLike], out_path: Union[str, os.P
                      "but nothing proves who built this bundle")
     view = build_view(verified.manifest, frontier, artifacts,
                       bundle_name=Path(bundle_dir).resolve().name, signature=signature,
-                      signed=verified.signer is not None, warnings=warnings)
+                      signed=verified.signer is not None, warnings=warnings,
+                      verified_files=len(verified.files))
     html = render_html(view)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)

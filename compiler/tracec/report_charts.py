@@ -31,7 +31,11 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 def frontier_chart(frontier: Any, policy_alpha: Optional[float], width: int = 860,
                    height: int = 360) -> Optional[dict]:
-    """Coverage (y) against the target alpha (x), one series per family, plus the oracle limit."""
+    """Coverage (y) against the target alpha (x), one series per family, plus the oracle limit.
+
+    A family is drawn only where it certified something: an alpha where it certified nothing
+    is a gap in its line (never a drop to 0 %), and an alpha where no family certified
+    anything carries a "nothing certified" note instead."""
     alphas = frontier.get("alphas") if isinstance(frontier, dict) else None
     points = []  # (alpha, family, coverage, passed, chosen)
     oracle = []
@@ -45,7 +49,7 @@ def frontier_chart(frontier: Any, policy_alpha: Optional[float], width: int = 86
         for fam in entry.get("families") or []:
             if not isinstance(fam, dict):
                 continue
-            passed = fam.get("passed") is True
+            passed = fam.get("passed") is True and num(fam.get("coverage")) is not None
             cov = num(fam.get("coverage")) if passed else 0.0
             points.append((a, str(fam.get("family", "?")), min(max(cov or 0.0, 0.0), 1.0), passed,
                            fam.get("family") == entry.get("chosen") and passed))
@@ -75,11 +79,10 @@ def frontier_chart(frontier: Any, policy_alpha: Optional[float], width: int = 86
         series.append({
             "family": fam, "color": FAMILY_COLORS.get(fam, OTHER_COLOR), "stroke": width_,
             "radius": radius,
-            "path": " ".join(f"{sx(p[0])},{sy(p[2])}" for p in pts),
-            "markers": [{"x": sx(p[0]), "y": sy(p[2]), "passed": p[3], "chosen": p[4],
-                         "title": f"{fam} at alpha {p[0]:g}: "
-                                  + (f"coverage {p[2]:.1%}" if p[3] else "not certified")}
-                        for p in pts]})
+            "paths": [" ".join(f"{sx(p[0])},{sy(p[2])}" for p in run) for run in _certified_runs(pts)],
+            "markers": [{"x": sx(p[0]), "y": sy(p[2]), "passed": True, "chosen": p[4],
+                         "title": f"{fam} at alpha {p[0]:g}: coverage {p[2]:.1%}"}
+                        for p in pts if p[3]]})
     oracle.sort()
     bundle = None
     if policy_alpha is not None:
@@ -102,13 +105,25 @@ def frontier_chart(frontier: Any, policy_alpha: Optional[float], width: int = 86
             "legend_x": left + pw + 16}
 
 
+def _certified_runs(pts: list[tuple]) -> list[list[tuple]]:
+    """Maximal runs of consecutive (by alpha) certified points with at least two points."""
+    runs, current = [], []
+    for p in pts:
+        if p[3]:
+            current.append(p)
+        else:
+            runs, current = runs + [current], []
+    runs.append(current)
+    return [r for r in runs if len(r) >= 2]
+
+
 #: Approximate width of one character of the 12px chart font, for sizing the label column.
 CHAR_W = 6.8
 
 
 def label_bars(per_label: Any, alpha: Optional[float], width: int = 1000,
                row_height: int = 20) -> Optional[dict]:
-    """Horizontal bars of the handled rate per label, lowest first; colour by TA vs alpha.
+    """Horizontal bars of the handled rate per label, most traffic first; colour by TA vs alpha.
 
     The label column is as wide as the longest label (capped), so long intent
     names are shown whole; each value says how many rows the rate is based on.
@@ -125,7 +140,7 @@ def label_bars(per_label: Any, alpha: Optional[float], width: int = 1000,
                       "rate": min(max(rate or 0.0, 0.0), 1.0), "ta": ta})
     if not items:
         return None
-    items.sort(key=lambda i: (i["rate"], -(i["n"] or 0), i["label"]))
+    items.sort(key=lambda i: (-(i["n"] or 0), i["label"]))
     longest = max(len(i["label"]) + (len(str(i["n"])) + 3 if i["n"] is not None else 0)
                   for i in items)
     label_w = int(math.ceil(min(max(120.0, longest * CHAR_W + 16), 420.0)))

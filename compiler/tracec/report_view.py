@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Optional
 
 from pydantic import ValidationError
@@ -58,6 +59,29 @@ def label(x: Any) -> str:
 
 FILTERS = {"pct": pct, "count": count, "money": money, "decimal": decimal, "fixed": fixed,
            "points": points, "label": label}
+
+
+# ---------------------------------------------------------------- control characters
+
+#: C0/C1 controls (except tab and newline), DEL, and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character written as an escape (``a\\x00b``): autoescaping
+    handles markup, not NUL bytes or terminal escapes, which must not reach the page raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
+def _visible_all(x: Any) -> Any:
+    if isinstance(x, str):
+        return visible(x)
+    if isinstance(x, dict):
+        return {_visible_all(k): _visible_all(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_visible_all(v) for v in x)
+    return x
 
 
 # ---------------------------------------------------------------- documents
@@ -172,7 +196,17 @@ def _headline(gate_open: bool, policy: dict, shadow: dict, best: Any = None) -> 
 
 
 def build_view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, dict], *,
-               bundle_name: str, signature: str, signed: bool, warnings: list[str]) -> dict:
+               bundle_name: str, signature: str, signed: bool, warnings: list[str],
+               verified_files: Optional[int] = None) -> dict:
+    """The template's values; every string has its control characters escaped (``visible``)."""
+    return _visible_all(_view(manifest, frontier, artifacts, bundle_name=bundle_name,
+                              signature=signature, signed=signed, warnings=warnings,
+                              verified_files=verified_files))
+
+
+def _view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, dict], *,
+          bundle_name: str, signature: str, signed: bool, warnings: list[str],
+          verified_files: Optional[int]) -> dict:
     policy, shadow = _d(manifest.get("policy")), _d(manifest.get("shadow"))
     gate_open = policy.get("gate") == "open"
     refusal = _d(manifest.get("refusal"))
@@ -185,6 +219,7 @@ def build_view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, di
     files = _d(manifest.get("files"))
     return {
         "bundle_name": bundle_name, "signature": signature, "signed": signed,
+        "verified_files": verified_files,
         "warnings": warnings, "gate_open": gate_open,
         "headline": _headline(gate_open, policy, shadow, refusal.get("best_ta_full_coverage")),
         "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],

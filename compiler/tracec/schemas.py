@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from tracec.resources import resource_dir
+
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_BASE = "https://tracec.dev/schemas/"
-#: The repository's ``schemas/`` directory (when running from a source checkout).
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
+#: The schemas shipped in the package (a wheel), else the checkout's ``schemas/``.
+DEFAULT_DIR = resource_dir("schemas")
 
 #: Modules whose import registers schemas; imported lazily by ``all_schemas``.
 REGISTERING_MODULES: list[str] = ["tracec.traces", "tracec.artifacts.models", "tracec.outputs"]

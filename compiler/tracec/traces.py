@@ -7,17 +7,20 @@ the first problem.  The format is documented in ``docs/traces.md``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
+from tracec import jsonline
 from tracec.errors import TraceFileError
 from tracec.schemas import register
+from tracec_runtime.canonical import canonical_file_bytes
 
 #: Canonical field -> accepted alternative keys, in the order they are looked up.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -113,6 +116,12 @@ class TraceRecord(BaseModel):
 register("trace-record.schema.json", TraceRecord)
 
 
+class _Unlabelled(TraceRecord):
+    """A record read with ``require_teacher=False`` (e.g. traffic to embed): teacher optional."""
+
+    teacher: Optional[NonEmpty] = None
+
+
 @dataclass(frozen=True)
 class Traces:
     """The columns of a trace file, row-aligned with its embeddings."""
@@ -123,7 +132,22 @@ class Traces:
     labels: tuple[Optional[str], ...]
     ids: tuple[Union[str, int, None], ...]
     timestamps: tuple[Optional[str], ...]
-    sha256: str
+    sha256: Optional[str]  # of the source's (decompressed) bytes; None for in-memory records
+    format: str = "jsonl"
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows of other kinds
+
+    @functools.cached_property
+    def rows_sha256(self) -> str:
+        """SHA-256 of the rows as canonical JSON lines ``{"input":...,"teacher":...}``: the same
+        for the same rows whatever the format, file or in-memory source (the manifest's digest)."""
+        h = hashlib.sha256()
+        for text, teacher in zip(self.inputs, self.teachers):
+            h.update(canonical_file_bytes({"input": text, "teacher": teacher}))
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """What was read: the format, the rows kept and the rows skipped by reason."""
+        return {"format": self.format, "rows": self.n, "skipped": dict(self.skipped)}
 
     @property
     def n(self) -> int:
@@ -162,7 +186,8 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _parse_line(path: str, lineno: int, raw: bytes) -> TraceRecord:
+def _parse_line(path: str, lineno: int, raw: bytes) -> dict[str, Any]:
+    """The one place a line's bytes become a Python object (a JSON object)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -173,7 +198,9 @@ def _parse_line(path: str, lineno: int, raw: bytes) -> TraceRecord:
                                            "lines are only allowed at the end of the file, so "
                                            "that line N is always record N)")
     try:
-        obj = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+        obj = jsonline.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except jsonline.LineError as e:  # depth, integer length, lone surrogates
+        raise TraceFileError(path, lineno, e.message, e.field) from None
     except json.JSONDecodeError as e:
         raise TraceFileError(path, lineno, f"expected a JSON object, found malformed JSON "
                                            f"({e.msg} at column {e.colno})") from None
@@ -182,19 +209,23 @@ def _parse_line(path: str, lineno: int, raw: bytes) -> TraceRecord:
                                            f"twice", e.key) from None
     if not isinstance(obj, dict):
         raise TraceFileError(path, lineno, f"expected a JSON object, found {describe(obj)}")
+    return obj
+
+
+def _validate(path: str, lineno: int, obj: dict[str, Any], require_teacher: bool = True) -> TraceRecord:
     try:
         obj = resolve_aliases(obj)
     except AliasConflict as e:
         raise TraceFileError(path, lineno, str(e), e.field) from None
     for field, alternatives in ALIASES.items():
-        if field not in obj:
+        if field not in obj and (require_teacher or field != "teacher"):
             found = (f"only the keys {', '.join(map(repr, sorted(obj)))}" if obj
                      else "an empty object")
             accepted = ", ".join(map(repr, (field, *alternatives)))
             raise TraceFileError(path, lineno, f"missing: expected {EXPECTED[field]} under one of "
                                                f"the keys {accepted}, found {found}", field)
     try:
-        return TraceRecord.model_validate(obj)
+        return (TraceRecord if require_teacher else _Unlabelled).model_validate(obj)
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else None
@@ -203,45 +234,12 @@ def _parse_line(path: str, lineno: int, raw: bytes) -> TraceRecord:
                              field) from None
 
 
-def load_traces(path: Union[str, Path], *, min_classes: int = 2) -> Traces:
-    """Read a JSONL trace file; raise ``TraceFileError`` at the first problem.
+def load_traces(source: Any, **options: Any) -> Traces:
+    """Read traces from a path or an iterable of mappings (``tracec.loader.load_traces``:
+    formats, field paths, gzip, stdin, skip counts); raise ``TraceFileError`` at the first problem."""
+    from tracec.loader import load_traces as load
 
-    ``min_classes`` distinct teacher labels are required (2 to compile; a caller
-    that only evaluates a bundle on the file may pass 1).
-    """
-    name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise TraceFileError(name, None, f"expected a readable trace file, found "
-                                         f"{e.strerror or e}") from None
-    lines = data.split(b"\n")
-    if lines and lines[0].startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
-        lines[0] = lines[0][3:]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        found = "an empty file" if not data else "only blank lines"
-        raise TraceFileError(name, None, f"no trace records: expected one JSON object per line, "
-                                         f"found {found}")
-    records = [_parse_line(name, i, raw) for i, raw in enumerate(lines, start=1)]
-    teachers = tuple(r.teacher for r in records)
-    classes = sorted(set(teachers))
-    if len(classes) < min_classes:
-        found = f"a single teacher class {classes[0]!r}: nothing to learn" if len(classes) == 1 \
-            else f"{len(classes)} teacher classes"
-        raise TraceFileError(name, None, f"{found} (expected at least {min_classes} distinct "
-                                         f"teacher labels, found {len(classes)} in "
-                                         f"{len(records):,} records)", "teacher")
-    return Traces(
-        path=name,
-        inputs=tuple(r.input for r in records),
-        teachers=teachers,
-        labels=tuple(r.label for r in records),
-        ids=tuple(r.id for r in records),
-        timestamps=tuple(r.timestamp for r in records),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return load(source, **options)
 
 
 def label_index(teachers: Union[tuple[str, ...], list[str]]) -> tuple[list[str], np.ndarray]:

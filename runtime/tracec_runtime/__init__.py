@@ -1,14 +1,18 @@
-"""tracec-runtime: verify a tracec bundle, then route embeddings locally or defer."""
+"""tracec-runtime: verify a tracec bundle, then route text or embeddings locally or defer."""
 
 from tracec_runtime.errors import (
     BundleIntegrityError,
     BundleVerificationError,
+    EmbedderFingerprintError,
     EngineError,
     EngineUnavailableError,
+    FileTooLargeError,
+    GraphRunError,
     KeyFileError,
     ModelContractError,
     RouteInputError,
     SignatureError,
+    TextRoutingUnavailableError,
     TracecError,
     UnsafePathError,
     UnsignedBundleError,
@@ -19,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Router", "Decision", "BatchDecision", "verify_bundle",
-    "BundleIntegrityError", "BundleVerificationError", "EngineError", "EngineUnavailableError",
+    "BundleIntegrityError", "BundleVerificationError", "EmbedderFingerprintError", "EngineError",
+    "EngineUnavailableError", "FileTooLargeError", "GraphRunError", "TextRoutingUnavailableError",
     "KeyFileError", "ModelContractError",
     "RouteInputError", "SignatureError",
     "TracecError", "UnsafePathError", "UnsignedBundleError", "UnsupportedFormatError",

@@ -15,11 +15,15 @@ import warnings
 
 import numpy as np
 
+from tracec_runtime.limits import MAX_INT_DIGITS, MAX_JSON_DEPTH
+
 __all__ = ["canonical_bytes", "canonical_file_bytes", "f32_str", "parse_f32", "json_path",
-           "strict_json"]
+           "strict_json", "parse_canonical"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DECIMAL = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)   # a JSON string token (as json reads it)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def json_path(parts: tuple) -> str:
@@ -65,18 +69,65 @@ def _no_duplicates(pairs: list) -> dict:
     return out
 
 
-def strict_json(data: bytes, floats: bool = True) -> object:
+def _check_depth(data: bytes, limit: int) -> None:
+    """``ValueError`` if arrays/objects nest deeper than ``limit`` (strings skipped).
+
+    Runs before ``json.loads`` (which recurses once per level), so a document nested
+    1,000 levels deep is a ``ValueError``, never a ``RecursionError``.
+    """
+    brackets = np.frombuffer(_STRING.sub(b'""', data).translate(None, _NOT_BRACKET), np.uint8)
+    if brackets.size == 0:
+        return
+    opens = (brackets == 0x5B) | (brackets == 0x7B)               # [ {  vs  ] }
+    if int(np.cumsum(np.where(opens, 1, -1), dtype=np.int64).max()) > limit:
+        raise ValueError(f"arrays and objects nest deeper than {limit} levels")
+
+
+def strict_json(data: bytes, floats: bool = True, max_depth: int = MAX_JSON_DEPTH,
+                max_int_digits: int = MAX_INT_DIGITS) -> object:
     """Parse UTF-8 JSON refusing duplicate keys and NaN/Infinity, and with ``floats=False`` any
-    float literal too (documents whose decimals are strings); ``ValueError`` otherwise."""
+    float literal too (documents whose decimals are strings); ``ValueError`` otherwise.
+
+    Bounded: nesting deeper than ``max_depth`` and integers longer than
+    ``max_int_digits`` digits are a ``ValueError`` before they are built.
+    """
     def no_constant(name: str) -> None:
         raise ValueError(f"non-standard JSON constant {name}")
 
     def no_float(text: str) -> None:
-        raise ValueError(f"a float literal {text} (decimals are strings)")
+        raise ValueError(f"a float literal {text[:40]} (decimals are strings)")
 
-    return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+    def bounded_int(text: str) -> int:
+        digits = len(text) - text.startswith("-")
+        if digits > max_int_digits:
+            raise ValueError(f"an integer of {digits} digits (at most {max_int_digits})")
+        return int(text)
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"expected JSON bytes; got {type(data).__name__}")
+    data = bytes(data)
+    text = data.decode("utf-8")
+    _check_depth(data, max_depth)
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=bounded_int,
                       parse_constant=no_float if not floats else no_constant,
                       parse_float=None if floats else no_float)
+
+
+def parse_canonical(data: bytes, newline: bool = True) -> object:
+    """Parse a signed document (no floats) and check it is byte-identical to its canonical form
+    (sorted keys, no spaces, a trailing newline iff ``newline``); ``ValueError`` otherwise."""
+    obj = strict_json(data, floats=False)
+    try:
+        expected = canonical_file_bytes(obj) if newline else canonical_bytes(obj)
+    except (TypeError, ValueError) as exc:  # e.g. a lone surrogate that cannot be UTF-8
+        raise ValueError(f"not canonical JSON ({exc})") from None
+    if expected != data:
+        at = next((i for i, (a, b) in enumerate(zip(expected, data)) if a != b),
+                  min(len(expected), len(data)))
+        raise ValueError(f"not canonical JSON (sorted keys, no spaces, no floats"
+                         f"{', one trailing newline' if newline else ''}): it differs from its "
+                         f"canonical form at byte {at}")
+    return obj
 
 
 def canonical_bytes(obj: object) -> bytes:

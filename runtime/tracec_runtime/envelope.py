@@ -23,6 +23,7 @@ from tracec_runtime.keys import keyid, load_private_key, load_public_key
 from tracec_runtime.paths import ENVELOPE, list_files, read_file
 
 __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "FORMAT_VERSION", "MEDIA_TYPE",
+           "READ_FORMAT_VERSIONS",
            "ENVELOPE", "pae", "build_statement", "make_envelope", "seal", "open_envelope",
            "open_envelope_signed",
            "strict_json"]
@@ -30,7 +31,8 @@ __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "FORMAT_VERSION",
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://tracec.dev/bundle/v1"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: text-in bundles (manifest.embedder.input, the embedder's files)
+READ_FORMAT_VERSIONS = ("1", "2")  # 1: every bundle is embedding-in
 MEDIA_TYPE = "application/vnd.tracec.bundle.v1+json"
 
 
@@ -136,15 +138,16 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
     The statement is checked to be canonical JSON, not for content.
 
     Signed envelopes need ``public_key`` unless ``allow_unsigned`` (then the
-    signature is not checked).  A supplied key is always enforced on a signed
-    envelope.  Unsigned envelopes need ``allow_unsigned=True``.  ``public_key``
+    signature is not checked).  A supplied key is always enforced: an unsigned
+    envelope with a key is refused even with ``allow_unsigned=True``.  Unsigned
+    envelopes need ``allow_unsigned=True`` and no key.  ``public_key``
     is anything :func:`~tracec_runtime.keys.load_public_key` accepts; ``src``
     names the envelope in messages.
     """
     if public_key is not None:
         public_key = load_public_key(public_key)
     try:
-        env = strict_json(data)
+        env = strict_json(data, floats=False)
     except (UnicodeDecodeError, ValueError) as exc:
         raise SignatureError(f"{src}: not a DSSE envelope: malformed JSON ({exc})") from None
     if not isinstance(env, dict) or not isinstance(env.get("signatures"), list):
@@ -157,17 +160,23 @@ def open_envelope_signed(data: bytes, public_key: object = None, allow_unsigned:
     signatures = env["signatures"]
     signer = None
     if not signatures:
+        if public_key is not None:  # a supplied key is always enforced, allow_unsigned or not
+            raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []) but "
+                                      f"the deployer's public key {keyid(public_key)} was "
+                                      f"supplied: a removed signature is never accepted")
         if not allow_unsigned:
             raise UnsignedBundleError(f"{src}: the bundle is unsigned (\"signatures\": []); "
                                       f"pass the deployer's public key for a signed bundle, or "
-                                      f"allow_unsigned=True to accept it unsafely")
+                                      f"accept it unsafely (CLI: --allow-unsigned; Python: "
+                                      f"allow_unsigned=True)")
     else:
         if public_key is None and not allow_unsigned:
             raise SignatureError(f"{src}: the bundle is signed but no public key was "
-                                 f"supplied to check it against")
+                                 f"supplied to check it against (CLI: --public-key NAME.pub; "
+                             f"Python: public_key=)")
         signer = _check_signatures(signatures, payload, public_key, src)
     try:
-        statement = strict_json(payload)
+        statement = strict_json(payload)  # a float is refused below, as not canonical
     except (UnicodeDecodeError, ValueError) as exc:
         raise SignatureError(f"{src}: the payload is not valid JSON ({exc})") from None
     if not isinstance(statement, dict):

@@ -44,6 +44,16 @@ class BundleIntegrityError(BundleVerificationError):
         return "\n".join(lines)
 
 
+class FileTooLargeError(BundleVerificationError):
+    """A bundle file is larger than its signed size or the loader's cap; it was not read."""
+
+    def __init__(self, name: str, limit: int, size: int, grew: bool = False):
+        self.name, self.limit, self.size = name, limit, size
+        found = (f"it grew past {limit} bytes while being read" if grew
+                 else f"found {size} bytes (by stat, before reading)")
+        super().__init__(f"{name}: expected at most {limit} bytes; {found}")
+
+
 class UnsafePathError(BundleVerificationError):
     """A path in the bundle escapes the bundle directory or is a link."""
 
@@ -62,6 +72,10 @@ class UnsupportedFormatError(BundleVerificationError):
 
 class ModelContractError(BundleVerificationError):
     """``model.onnx`` does not obey the graph contract (inputs, outputs, dtypes, label range)."""
+
+
+class EmbedderFingerprintError(BundleVerificationError):
+    """The bundle's embedder computes different canary embeddings here than at compile time."""
 
 
 class KeyFileError(TracecError):
@@ -85,6 +99,16 @@ class EngineError(TracecError, ValueError):
     """``Router.load(engine=...)`` got something other than auto, onnxruntime or numpy."""
 
     exit_code = 3
+
+
+class TextRoutingUnavailableError(EngineError):
+    """``route_text`` on an embedding-in bundle (it carries no embedder)."""
+
+
+class GraphRunError(EngineError):
+    """The verified graph failed while running (an onnxruntime error, e.g. an allocation)."""
+
+    exit_code = 1
 
 
 class EngineUnavailableError(EngineError):

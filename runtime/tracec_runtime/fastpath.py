@@ -7,13 +7,16 @@ computes: layers, probabilities and acceptor features in float32, the
 acceptor's logistic in float64 (then rounded to float32).  The compiler ships
 it only when its decisions matched onnxruntime's on every row it checked;
 scores differ by float32 rounding, so a row whose score lies within that
-rounding of tau could in principle flip (docs/fastpath.md).  Thread-safe:
-every call works on fresh arrays.
+rounding of tau could in principle flip (docs/fastpath.md).  An optional
+out-of-distribution stage (``$.ood``) ANDs the policy's flag with "cosine to the
+nearest prototype >= threshold", computed in float32 as the graph does.
+Thread-safe: every call works on fresh arrays.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -26,6 +29,7 @@ __all__ = ["FastPath", "FastPathFormatError", "FASTPATH_JSON", "FASTPATH_BIN"]
 _F32 = np.dtype(np.float32)
 _FLOOR = np.float32(1e-12)   # tracec.features.PROB_FLOOR, as the graph's Clip uses it
 _ZMIN = -700.0               # exp(-z) stays finite in float64 for the acceptor's sigmoid
+_NORM_FLOOR = np.float32(1e-12)   # tracec.export.compose.OOD_EPS: a zero row has similarity 0
 
 
 class _Stage:
@@ -58,15 +62,19 @@ def _hidden(kind: str, h: np.ndarray) -> None:
         np.reciprocal(h, out=h)
 
 
-def _logits(st: _Stage, h: np.ndarray) -> np.ndarray:
+def _logits(st: _Stage, h: np.ndarray, first: Optional[np.ndarray] = None) -> np.ndarray:
     """The last layer's output for rows ``h`` ([N, D] or [D]): float32, a fresh array.
+    ``first``: the first layer's product, already computed (fused with the OOD gate's).
 
     For ``ovr`` heads it is log sigmoid(z), so the probabilities are its softmax:
     one-vs-rest sigmoids normalised to sum 1, as the graph computes them.
     """
     last = len(st.layers) - 1
     for i, (wt, b) in enumerate(st.layers):
-        h = h @ wt.T if h.ndim == 2 else wt.dot(h)
+        if i == 0 and first is not None:
+            h = first
+        else:
+            h = h @ wt.T if h.ndim == 2 else wt.dot(h)
         h += b
         if i < last:
             _hidden(st.hidden, h)
@@ -100,13 +108,27 @@ def _sigmoid64(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.maximum(z, _ZMIN)))
 
 
-def _stage_batch(st: _Stage, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gate_batch(dots: np.ndarray, X: np.ndarray, thr: np.float32) -> np.ndarray:
+    """in_distribution [N] from the prototype products ``dots`` [N, M], in float32."""
+    norm = np.sqrt(np.einsum("ij,ij->i", X, X))
+    np.maximum(norm, _NORM_FLOOR, out=norm)
+    return dots.max(axis=1) / norm >= thr
+
+
+def _gate_one(dots: np.ndarray, x: np.ndarray, thr: float) -> bool:
+    """in_distribution of one row: ``best >= threshold * norm`` in float64 (``argmax`` +
+    ``item``: no numpy reduction overhead on the latency path)."""
+    return dots.item(int(dots.argmax())) >= thr * max(math.sqrt(x.dot(x)), 1e-12)
+
+
+def _stage_batch(st: _Stage, X: np.ndarray,
+                 first: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """(label int64 [N], score float32 [N]) of one stage.
 
     Softmax heads: with z' = z - max(z), S = sum(exp(z')) and p = exp(z') / S,
     the entropy sum -sum(p log p) is computed as log S - sum(p z') (no log of p).
     """
-    z = _logits(st, X)
+    z = _logits(st, X, first)
     if st.output == "logistic":
         p = _binary(z)
         neg_ent = _plogp(p).sum(axis=1, dtype=np.float32).astype(np.float64)
@@ -127,9 +149,9 @@ def _stage_batch(st: _Stage, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return st.classes[idx], _sigmoid64(z).astype(np.float32)
 
 
-def _stage_one(st: _Stage, x: np.ndarray) -> tuple[int, float]:
+def _stage_one(st: _Stage, x: np.ndarray, first: Optional[np.ndarray] = None) -> tuple[int, float]:
     """(label, score) of one stage for one row, as ``_stage_batch``; score is a float32 value."""
-    z = _logits(st, x)
+    z = _logits(st, x, first)
     if st.output == "logistic":
         p = _binary(z)
         neg_ent = float(_plogp(p).sum())
@@ -161,6 +183,14 @@ class FastPath:
         self._tau_f = float(spec.tau)
         self._heads = tuple(w.head for w in spec.stages)
         self._max_label = max(int(w.classes.max()) for w in spec.stages)
+        self._ood = None if spec.ood is None else (spec.ood.prototypes, spec.ood.threshold)
+        self._ood_thr = None if spec.ood is None else float(spec.ood.threshold)
+        # stage 1's first layer and the prototypes in one matrix: one product for both
+        self._fused, self._k0 = None, 0
+        if spec.ood is not None:
+            w0 = self._stages[0].layers[0][0]
+            self._fused, self._k0 = np.ascontiguousarray(np.vstack([w0, spec.ood.prototypes])), \
+                w0.shape[0]
 
     @classmethod
     def from_bytes(cls, json_bytes: bytes, bin_bytes: bytes) -> "FastPath":
@@ -172,6 +202,19 @@ class FastPath:
     n_features = property(lambda self: self._dim, doc="embedding dimension D")
     heads = property(lambda self: self._heads, doc="head type per stage")
     max_label = property(lambda self: self._max_label, doc="largest global label index")
+    gated = property(lambda self: self._ood is not None, doc="has an out-of-distribution stage")
+    ood_threshold = property(lambda self: None if self._ood is None else self._ood[1],
+                             doc="the gate's cosine threshold (np.float32), or None")
+
+    def inside(self, X: np.ndarray) -> np.ndarray:
+        """in_distribution bool [N] for float32 ``X`` [N, D] (all true without a gate)."""
+        if self._ood is None:
+            return np.ones(X.shape[0], dtype=bool)
+        return _gate_batch(X @ self._ood[0].T, X, self._ood[1])
+
+    def inside_one(self, x: np.ndarray) -> bool:
+        """in_distribution for one float32 row ``x`` [D] (as ``run_one`` decides it)."""
+        return True if self._ood is None else _gate_one(self._ood[0].dot(x), x, self._ood_thr)
 
     def __repr__(self) -> str:
         return (f"FastPath(mode={self._mode!r}, heads={list(self._heads)}, "
@@ -179,13 +222,24 @@ class FastPath:
 
     def run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(label int64 [N], score float32 [N], handled bool [N]) for float32 ``X`` [N, D]."""
+        return self.run_full(X)[:3]
+
+    def run_full(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``run`` plus in_distribution bool [N] (all true without a gate)."""
         if not isinstance(X, np.ndarray) or X.dtype != _F32 or X.ndim != 2 \
                 or X.shape[1] != self._dim:
             raise RouteInputError(_bad_input(X, f"float32 [N, {self._dim}]"))
         n = X.shape[0]
         if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
-        outs = [_stage_batch(st, X) for st in self._stages]
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool), \
+                np.zeros(0, bool)
+        if self._fused is None:
+            outs, inside = [_stage_batch(st, X) for st in self._stages], None
+        else:
+            both, k0 = X @ self._fused.T, self._k0
+            inside = _gate_batch(both[:, k0:], X, self._ood[1])
+            outs = [_stage_batch(self._stages[0], X, both[:, :k0])] + \
+                [_stage_batch(st, X) for st in self._stages[1:]]
         if len(outs) == 1:
             label, score = outs[0]
         else:
@@ -198,21 +252,28 @@ class FastPath:
             handled = np.zeros(n, dtype=bool)
         else:
             handled = score >= self._tau
-        return label, score, handled
+        if inside is None:
+            return label, score, handled, np.ones(n, dtype=bool)
+        return label, score, handled & inside, inside
 
     def run_one(self, x: np.ndarray) -> tuple[int, float, bool]:
         """(label, score, handled) for one float32 row ``x`` [D]."""
         if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.shape != (self._dim,):
             raise RouteInputError(_bad_input(x, f"float32 [{self._dim}]"))
-        st = self._stages
-        label, score = _stage_one(st[0], x)
+        st, inside = self._stages, True
+        if self._fused is None:
+            label, score = _stage_one(st[0], x)
+        else:
+            both = self._fused.dot(x)
+            inside = _gate_one(both[self._k0:], x, self._ood_thr)
+            label, score = _stage_one(st[0], x, both[:self._k0])
         if len(st) == 2 and score < self._tau_f:  # stage 2 only for what stage 1 defers
             y2, s2 = _stage_one(st[1], x)
             label, score = y2, max(score, s2)
         mode = self._mode
         handled = True if mode == "global" else (False if mode == "closed"
                                                  else score >= self._tau_f)
-        return label, score, handled
+        return label, score, handled and inside
 
 
 def _bad_input(x: object, expected: str) -> str:

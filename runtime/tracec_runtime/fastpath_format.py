@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from tracec_runtime.canonical import parse_f32, strict_json
 from tracec_runtime.errors import BundleVerificationError
 
 __all__ = ["FASTPATH_JSON", "FASTPATH_BIN", "FORMAT", "ALIGN", "MODES", "OUTPUTS", "HIDDEN",
-           "FastPathFormatError", "FastPathSpec", "StageWeights", "parse_fastpath"]
+           "FastPathFormatError", "FastPathSpec", "OODWeights", "StageWeights", "parse_fastpath"]
 
 FASTPATH_JSON = "fastpath.json"
 FASTPATH_BIN = "fastpath.bin"
@@ -30,6 +31,8 @@ DTYPES = ("<f4", "<i8")
 _TOP_KEYS = {"format", "mode", "tau", "n_features", "stages", "tensors"}
 _STAGE_KEYS = {"head", "output", "layers", "classes", "acceptor_coef", "acceptor_intercept"}
 _TENSOR_KEYS = {"dtype", "shape", "offset", "length"}
+OOD_METHODS = ("prototype-cosine",)
+_OOD_KEYS = {"method", "prototypes", "threshold"}
 
 
 class FastPathFormatError(BundleVerificationError):
@@ -52,11 +55,22 @@ class StageWeights:
 
 
 @dataclass(frozen=True)
+class OODWeights:
+    """The out-of-distribution gate: in distribution iff cosine to the nearest row of
+    ``prototypes`` (float32 [M, D]) >= ``threshold``."""
+
+    method: str
+    prototypes: np.ndarray
+    threshold: np.float32
+
+
+@dataclass(frozen=True)
 class FastPathSpec:
     mode: str
     tau: np.float32
     n_features: int
     stages: tuple
+    ood: Optional[OODWeights] = None
 
 
 def _expect(cond: bool, where: str, expected: str, found: object) -> None:
@@ -180,6 +194,14 @@ def _stage(obj: object, i: int, dim: int, arrays: dict, used: set) -> StageWeigh
     return StageWeights(head, output, hidden, tuple(weights), classes, coef, intercept)
 
 
+def _ood(obj: object, dim: int, arrays: dict, used: set) -> OODWeights:
+    _keys(obj, _OOD_KEYS, "$.ood")
+    _expect(obj["method"] in OOD_METHODS, "$.ood.method", f"one of {list(OOD_METHODS)}",
+            repr(obj["method"]))
+    protos = _tensor(arrays, used, obj["prototypes"], "$.ood.prototypes", "<f4", (-1, dim))
+    return OODWeights(obj["method"], protos, _f32(obj["threshold"], "$.ood.threshold"))
+
+
 def parse_fastpath(json_bytes: bytes, bin_bytes: bytes) -> FastPathSpec:
     """Validate both files; return the spec whose arrays view ``bin_bytes``."""
     for name, data in ((FASTPATH_JSON, json_bytes), (FASTPATH_BIN, bin_bytes)):
@@ -191,7 +213,7 @@ def parse_fastpath(json_bytes: bytes, bin_bytes: bytes) -> FastPathSpec:
     except (UnicodeDecodeError, ValueError) as exc:
         raise FastPathFormatError("the document", "UTF-8 JSON without floats or duplicate keys",
                                   str(exc)) from None
-    _keys(doc, _TOP_KEYS, "$")
+    _keys(doc, _TOP_KEYS | ({"ood"} if isinstance(doc, dict) and "ood" in doc else set()), "$")
     _expect(doc["format"] == FORMAT, "$.format", repr(FORMAT), repr(doc["format"]))
     mode = doc["mode"]
     _expect(mode in MODES, "$.mode", f"one of {list(MODES)}", repr(mode))
@@ -206,6 +228,7 @@ def parse_fastpath(json_bytes: bytes, bin_bytes: bytes) -> FastPathSpec:
     arrays = _tensors(doc["tensors"], bin_bytes)
     used: set = set()
     parsed = tuple(_stage(s, i, dim, arrays, used) for i, s in enumerate(stages))
+    ood = _ood(doc["ood"], dim, arrays, used) if "ood" in doc else None
     unused = sorted(set(arrays) - used)
     _expect(not unused, "$.tensors", "only tensors the stages use", f"unused {unused}")
-    return FastPathSpec(mode, tau, dim, parsed)
+    return FastPathSpec(mode, tau, dim, parsed, ood)

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Optional, Union
 
-from tracec_runtime.errors import BundleVerificationError, UnsafePathError
+from tracec_runtime.errors import BundleVerificationError, FileTooLargeError, UnsafePathError
 
 __all__ = ["ENVELOPE", "check_name", "list_files", "read_file"]
 
@@ -95,8 +95,14 @@ def list_files(root: Union[str, os.PathLike]) -> list[str]:
     return sorted(names)
 
 
-def read_file(root: Union[str, os.PathLike], name: str) -> Optional[bytes]:
-    """The bytes of ``root/name`` read without following links; ``None`` if it is gone."""
+def read_file(root: Union[str, os.PathLike], name: str,
+              max_bytes: Optional[int] = None) -> Optional[bytes]:
+    """The bytes of ``root/name`` read without following links; ``None`` if it is gone.
+
+    With ``max_bytes``, the size is taken with ``fstat`` before anything is read: a larger
+    file raises :class:`FileTooLargeError` unread, and at most ``max_bytes + 1`` bytes are
+    ever read (a file that grows while being read raises the same error).
+    """
     path = Path(root, *check_name(name).split("/"))
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
@@ -107,14 +113,23 @@ def read_file(root: Union[str, os.PathLike], name: str) -> Optional[bytes]:
             raise UnsafePathError(f"{name}: became a symlink while verifying") from None
         raise BundleVerificationError(f"{name}: cannot read ({exc.strerror})") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(f"{name}: not a regular file")
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise FileTooLargeError(name, max_bytes, st.st_size)
+        want = st.st_size + 1  # allocate what stat says (<= max_bytes), plus one to see growth
+        chunks, total = [], 0
+        while True:  # one read for a regular file; more only if it is short or growing
+            chunk = os.read(fd, want - total if total < want else 1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
-        return b"".join(chunks)
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise FileTooLargeError(name, max_bytes, total, grew=True)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except OSError as exc:
+        raise BundleVerificationError(f"{name}: cannot read ({exc.strerror})") from None
     finally:
         os.close(fd)

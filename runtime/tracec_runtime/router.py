@@ -16,8 +16,10 @@ import numpy as np
 
 from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
+from tracec_runtime.embedder import EMPTY, INVALID, load_text_embedder
 from tracec_runtime.engines import select_engine
-from tracec_runtime.errors import RouteInputError, UnsupportedFormatError
+from tracec_runtime.errors import (ModelContractError, RouteInputError,
+                                   TextRoutingUnavailableError, UnsupportedFormatError)
 from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
 
 __all__ = ["Router", "Decision", "BatchDecision"]
@@ -73,9 +75,14 @@ class Router:
         self._path, self._signer, self._manifest = bundle.path, bundle.signer, bundle.manifest
         where = str(bundle.path / MANIFEST)
         self._labels, self._dim, self._tau, self._gate_open = _policy(bundle.manifest, where)
+        # A text-in bundle: its embedder, built from the verified bytes, fingerprint checked
+        # (its manifest record is validated before any session exists).
+        self._embedder = load_text_embedder(bundle.manifest, bundle.files, bundle.path,
+                                            self._dim)
         self._engine = select_engine(engine, bundle.manifest, bundle.files, self._dim,
-                                     len(self._labels), bundle.path)
+                                     len(self._labels), bundle.path, self._tau)
         self._run, self._run_one = self._engine.run, self._engine.run_one
+        self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
 
     @classmethod
@@ -122,6 +129,11 @@ class Router:
         return self._engine.input_name
 
     @property
+    def text_in(self) -> bool:
+        """True when the bundle carries its embedder (``route_text`` / ``route_texts`` work)."""
+        return self._embedder is not None
+
+    @property
     def path(self) -> Path:
         return self._path
 
@@ -148,19 +160,102 @@ class Router:
                 and x.flags.c_contiguous and _isfinite(x).all()):
             x = self._matrix(embedding, single=True)[0]
         k, score, handled = self._run_one(x)
+        if handled and not score >= self._tau_f and self._gate_open:
+            handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
         if handled and self._gate_open:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
         label = None if fallback is None else fallback()
-        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open)
+        inside = self._engine.inside_one(x) if self._gated else True
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open,
+                        in_distribution=inside)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
-        label, score, handled = self._run(self._matrix(matrix, single=False))
+        label, score, handled, inside = self._rows(self._matrix(matrix, single=False))
+        return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
+                                   self._gate_open, in_distribution=inside)
+
+    def _rows(self, X: np.ndarray) -> tuple:
+        """``(label, score, handled, in_distribution or None)`` of validated rows; ``handled``
+        checked against tau and cleared everywhere when the bundle's gate is closed."""
+        inside = None
+        if self._gated:
+            label, score, handled, inside = self._engine.run_full(X)
+        else:
+            label, score, handled = self._run(X)
         if not self._gate_open:
             handled = np.zeros_like(handled)  # a closed bundle defers everything
+        else:
+            handled = self._handled(handled, score)
+        return label, score, handled, inside
+
+    # -------------------------------------------------------------- text routing
+    def embed_texts(self, texts: Any) -> tuple[np.ndarray, list]:
+        """``(X float32 [N, D], flags)`` with the bundle's embedder (see ``route_texts``)."""
+        if self._embedder is None:
+            raise TextRoutingUnavailableError(
+                f"{self._path} is an embedding-in bundle (manifest.embedder.input is "
+                f"'embedding'): it carries no embedder; route embeddings with route() / "
+                f"route_batch(), or compile from text to get a text-in bundle")
+        if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
+            raise RouteInputError(f"expected a list of str; got {type(texts).__name__} "
+                                  f"(use route_text for one text)")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise RouteInputError(f"text element {i} is a {type(text).__name__}: expected "
+                                      f"a str (nothing in this batch was routed)")
+        return self._embedder.embed_many(texts)
+
+    def route_text(self, text: Any, fallback: Optional[Callable[[], Any]] = None) -> Decision:
+        """Embed one text with the bundle's embedder and route it.
+
+        Empty/whitespace-only text and text with unpaired surrogates are deferred
+        (``flag`` "empty" / "invalid_text"); text past the embedder's maximum sequence
+        length is routed on its first ``max_tokens`` tokens (``flag`` "truncated").
+        """
+        if not isinstance(text, str):
+            raise RouteInputError(f"route_text expects a str; got {type(text).__name__}")
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be a zero-argument callable; "
+                            f"got {type(fallback).__name__}")
+        X, flags = self.embed_texts([text])
+        k, score, handled = self._run_one(X[0])
+        if handled and not score >= self._tau_f and self._gate_open:
+            handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
+        surrogate, flag = self._labels[k], flags[0]
+        if handled and self._gate_open and flag not in (EMPTY, INVALID):
+            return Decision(surrogate, True, score, surrogate, self._tau_f, True, flag)
+        label = None if fallback is None else fallback()
+        inside = self._engine.inside_one(X[0]) if self._gated else True
+        return Decision(label, False, score, surrogate, self._tau_f, self._gate_open, flag,
+                        in_distribution=inside)
+
+    def route_texts(self, texts: Any) -> BatchDecision:
+        """Embed and route a list of texts; the same numbers as ``route_text`` row by row.
+
+        A non-str element raises ``RouteInputError`` naming it (nothing is routed);
+        empty and invalid texts are deferred rows with their ``flags``.
+        """
+        X, flags = self.embed_texts(texts)
+        label, score, handled, inside = self._rows(X)
+        handled = handled & ~np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open)
+                                   self._gate_open, tuple(flags), in_distribution=inside)
+
+    def _handled(self, handled: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The engine's ``handled`` and ``score >= tau`` (NaN compares false, so a NaN score
+        never handles).  A row handled with a score below tau contradicts how the graph
+        computes ``handled``: ``ModelContractError``.  Deferring more is allowed (fail closed)."""
+        clears = score >= self._tau
+        wrong = handled & ~clears & ~np.isnan(score)
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise ModelContractError(f"{self._path / 'model.onnx'} ({self.engine} engine): "
+                                     f"output 'handled' must imply score >= tau "
+                                     f"({float(self._tau):.9g}); row {i} has score "
+                                     f"{float(score[i]):.9g} and handled=True")
+        return handled & clears
 
     def _matrix(self, embedding: Any, single: bool) -> np.ndarray:
         """Validate and convert to float32 C-contiguous ``(N, D)``."""

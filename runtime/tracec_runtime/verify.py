@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from tracec_runtime.envelope import (FORMAT_VERSION, MEDIA_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
-                                     open_envelope_signed, strict_json)
-from tracec_runtime.errors import (BundleIntegrityError, SignatureError, UnsupportedFormatError)
+from tracec_runtime.canonical import parse_canonical
+from tracec_runtime.envelope import (MEDIA_TYPE, PREDICATE_TYPE, READ_FORMAT_VERSIONS,
+                                     STATEMENT_TYPE, open_envelope_signed)
+from tracec_runtime.errors import (BundleIntegrityError, FileTooLargeError, SignatureError,
+                                   UnsupportedFormatError)
 from tracec_runtime.keys import load_public_key
+from tracec_runtime.limits import (MAX_BUNDLE_BYTES, MAX_ENVELOPE_BYTES, MAX_FILE_BYTES,
+                                   MAX_MANIFEST_BYTES)
+from tracec_runtime.onnx_check import POLICY_OPS, check_onnx_bytes
 from tracec_runtime.paths import ENVELOPE, check_name, list_files, read_file
 
 __all__ = ["VerifiedBundle", "verify_bundle", "MANIFEST", "MODEL", "REQUIRED_FILES"]
@@ -68,9 +73,10 @@ def _subjects(statement: dict, src: str) -> list[tuple[str, str, int]]:
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         raise bad("predicate must be an object")
-    if predicate.get("format_version") != FORMAT_VERSION:
+    if predicate.get("format_version") not in READ_FORMAT_VERSIONS:
         raise bad(f"predicate.format_version {predicate.get('format_version')!r} is not "
-                  f"supported: this runtime reads format version {FORMAT_VERSION!r} only")
+                  f"supported: this runtime reads format versions "
+                  f"{', '.join(map(repr, READ_FORMAT_VERSIONS))}")
     if predicate.get("media_type") != MEDIA_TYPE:
         raise bad(f"predicate.media_type must be {MEDIA_TYPE!r}; "
                   f"found {predicate.get('media_type')!r}")
@@ -93,7 +99,16 @@ def _subjects(statement: dict, src: str) -> list[tuple[str, str, int]]:
         if not isinstance(size, str) or not _SIZE.match(size):
             raise bad(f"{where} ({name}): annotations.size must be a decimal string; "
                       f"found {size!r}")
+        cap, what = ((MAX_MANIFEST_BYTES, "the manifest cap") if name == MANIFEST
+                     else (MAX_FILE_BYTES, "the per-file cap"))
+        if len(size) > 12 or int(size) > cap:  # the length test first: no 5,000-digit int()
+            raise bad(f"{where} ({name}): annotations.size {size[:24]} is over {what} of "
+                      f"{cap} bytes")
         out.append((name, sha, int(size)))
+    total = sum(size for _, _, size in out)
+    if total > MAX_BUNDLE_BYTES:
+        raise bad(f"subjects add up to {total} bytes; the loader reads at most "
+                  f"{MAX_BUNDLE_BYTES} bytes per bundle")
     names = [n for n, _, _ in out]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -110,7 +125,12 @@ def _diff(root: Path, on_disk: list[str], subjects: list) -> tuple[dict[str, byt
     present = set(on_disk) - {ENVELOPE}
     listed = {name for name, _, _ in subjects}
     for name, sha, size in subjects:
-        data = read_file(root, name) if name in present else None
+        try:  # stat first: a file larger than its signed size is never read
+            data = read_file(root, name, max_bytes=size) if name in present else None
+        except FileTooLargeError as exc:
+            problems.append(f"changed: {name} (size {size} expected, "
+                            f"{exc.size if exc.size > size else 'more'} found; not read)")
+            continue
         if data is None:
             problems.append(f"missing: {name}")
             continue
@@ -170,7 +190,7 @@ def verify_bundle(path: Union[str, os.PathLike], public_key: object = None,
     root = Path(path)
     key = load_public_key(public_key) if public_key is not None else None  # KeyFileError
     on_disk = list_files(root)                                          # 1. walk
-    envelope = read_file(root, ENVELOPE) if ENVELOPE in on_disk else None
+    envelope = read_file(root, ENVELOPE, MAX_ENVELOPE_BYTES) if ENVELOPE in on_disk else None
     if envelope is None:
         raise SignatureError(f"{root}: no {ENVELOPE}: the bundle is not sealed")
     src = str(root / ENVELOPE)
@@ -181,15 +201,19 @@ def verify_bundle(path: Union[str, os.PathLike], public_key: object = None,
         raise BundleIntegrityError(str(root), problems)
     where = root / MANIFEST
     try:                                                                # 5. manifest
-        manifest = strict_json(files[MANIFEST])
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UnsupportedFormatError(f"{where}: malformed JSON ({exc})") from None
+        manifest = parse_canonical(files[MANIFEST])
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise UnsupportedFormatError(f"{where}: {exc}") from None
     if not isinstance(manifest, dict):
         raise UnsupportedFormatError(f"{where}: expected a JSON object")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UnsupportedFormatError(f"{where}: format_version must be {FORMAT_VERSION!r}; "
+    if manifest.get("format_version") not in READ_FORMAT_VERSIONS:
+        raise UnsupportedFormatError(f"{where}: format_version must be one of "
+                                     f"{', '.join(map(repr, READ_FORMAT_VERSIONS))}; "
                                      f"found {manifest.get('format_version')!r}")
     problems = _manifest_problems(manifest, subjects, where)
     if problems:
         raise BundleIntegrityError(str(root), problems)
+    for name in sorted(files):                                          # 6. graphs
+        if name.endswith(".onnx"):  # no external data anywhere; model.onnx: the policy ops
+            check_onnx_bytes(files[name], str(root / name), POLICY_OPS if name == MODEL else None)
     return VerifiedBundle(root, statement, manifest, files, signer)

@@ -1,7 +1,7 @@
 """Tiny bundles for the runtime tests, built here (not by the compiler).
 
 The toy graph obeys the graph contract: ``embedding`` float32 [N, 4] ->
-MatMul(W) -> Softmax -> ``label`` = ArgMax, ``score`` = ReduceMax,
+MatMul(W) -> Softmax -> ``label`` = ArgMax, ``score`` = the top-1 probability (TopK, ReduceSum),
 ``handled`` = score >= tau.  :func:`reference` is its numpy twin.
 """
 
@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -38,7 +39,8 @@ def toy_model(w: np.ndarray = W, tau: str = TAU, *, drop_output: Optional[str] =
         helper.make_node("MatMul", ["embedding", "W"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
         helper.make_node("ArgMax", ["probs"], ["label"], axis=1, keepdims=0),
-        helper.make_node("ReduceMax", ["probs"], ["score"], axes=[1], keepdims=0),
+        helper.make_node("TopK", ["probs", "k1"], ["top", "top_idx"], axis=1),
+        helper.make_node("ReduceSum", ["top", "axis1"], ["score"], keepdims=0),
         helper.make_node("GreaterOrEqual", ["score", "tau"], ["handled"]),
     ]
     graph = helper.make_graph(
@@ -46,6 +48,8 @@ def toy_model(w: np.ndarray = W, tau: str = TAU, *, drop_output: Optional[str] =
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", w.shape[0]])],
         [v for k, v in out.items() if k != drop_output],
         [numpy_helper.from_array(w, "W"),
+         numpy_helper.from_array(np.array([1], np.int64), "k1"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
          numpy_helper.from_array(np.array(np.float32(tau)), "tau")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="tracec-tests")
@@ -120,3 +124,17 @@ def bundle(tmp_path, keys) -> Path:
 def closed_bundle(tmp_path, keys) -> Path:
     """A signed bundle refused by the gate; its graph would handle every row (tau 0)."""
     return make_bundle(tmp_path / "closed", keys[0], gate="closed", tau="0")
+
+
+@pytest.fixture
+def sessions(monkeypatch):
+    """Record every onnxruntime.InferenceSession construction."""
+    calls = []
+    real = onnxruntime.InferenceSession
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    return calls

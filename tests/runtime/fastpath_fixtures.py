@@ -158,7 +158,10 @@ def make_fastpath_bundle(root: Path, signing_key=None, *, stages: Sequence[Linea
     if with_files:
         files.update(fast_files or fastpath_files(stages, tau, mode))
     n_labels = 1 + max(int(st.classes.max()) for st in stages)
-    manifest = make_manifest(files, gate=gate, tau=tau, dimension=int(stages[0].weight.shape[1]),
+    # As the compiler writes it: a global policy handles every row, policy.tau "-inf"
+    # (the graph's and the fast path's own tau are then unused).
+    manifest = make_manifest(files, gate=gate, tau="-inf" if mode == "global" else tau,
+                             dimension=int(stages[0].weight.shape[1]),
                              labels=labels or [f"label_{k}" for k in range(n_labels)])
     if fastpath is not None:
         manifest["fastpath"] = fastpath

@@ -14,17 +14,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import onnxruntime
 import pytest
 
 from tracec_runtime import Router, verify_bundle
 from tracec_runtime.canonical import canonical_bytes, canonical_file_bytes
-from tracec_runtime.envelope import ENVELOPE, build_statement, make_envelope, seal
+from tracec_runtime.envelope import ENVELOPE, build_statement, seal
 from tracec_runtime.errors import (BundleIntegrityError, SignatureError, UnsafePathError,
                                    UnsignedBundleError, UnsupportedFormatError)
 from tracec_runtime.keys import keyid, load_public_key
 
 from .conftest import FILES, W, digest, make_bundle, toy_model
+from .loader_fixtures import resign, statement_of
 
 
 @dataclass
@@ -32,16 +32,6 @@ class Attack:
     bundle: Path
     error: type
     mentions: list[str] = field(default_factory=list)  # diagnostics must contain each
-
-
-def statement_of(root: Path) -> dict:
-    env = json.loads((root / ENVELOPE).read_bytes())
-    return json.loads(base64.b64decode(env["payload"]))
-
-
-def resign(root: Path, statement: dict, key) -> None:
-    """Write an envelope for a forged ``statement``, signed with ``key`` (the real one)."""
-    (root / ENVELOPE).write_bytes(canonical_file_bytes(make_envelope(statement, key)))
 
 
 # ------------------------------------------------------------------ the attacks
@@ -158,7 +148,7 @@ def unsigned_bundle(tmp_path):
                   [ENVELOPE, "unsigned"])
 
 
-@pytest.fixture(params=["2", "1.0", 1, None])
+@pytest.fixture(params=["3", "1.0", 1, None])
 def unknown_format_version(request, bundle, keys):
     st = statement_of(bundle)
     st["predicate"]["format_version"] = request.param
@@ -197,20 +187,6 @@ def manifest_files_disagree(request, bundle, keys):
 
 
 # ------------------------------------------------------------------ the checks
-@pytest.fixture
-def sessions(monkeypatch):
-    """Record every onnxruntime.InferenceSession construction."""
-    calls = []
-    real = onnxruntime.InferenceSession
-
-    def recording(*args, **kwargs):
-        calls.append((args, kwargs))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
-    return calls
-
-
 def assert_fails_closed(attack: Attack, public_key, sessions: list) -> None:
     """Typed error, diagnostics naming the file, and no session ever built."""
     with pytest.raises(attack.error) as info:
@@ -271,7 +247,10 @@ def test_garbled_envelope(garbled_envelope, keys, sessions):
 
 def test_unsigned_bundle(unsigned_bundle, keys, sessions):
     assert_fails_closed(unsigned_bundle, keys[1], sessions)
-    router = Router.load(unsigned_bundle.bundle, keys[1], allow_unsigned=True)
+    with pytest.raises(UnsignedBundleError, match="a removed signature is never accepted"):
+        Router.load(unsigned_bundle.bundle, keys[1], allow_unsigned=True)  # the key is enforced
+    assert sessions == []
+    router = Router.load(unsigned_bundle.bundle, allow_unsigned=True)  # unsafe, no key: digests
     assert router.signer is None and len(sessions) == 1
 
 
@@ -320,7 +299,7 @@ def test_every_file_is_read_exactly_once(bundle, keys, monkeypatch):
     reads = []
     real = verify_module.read_file
     monkeypatch.setattr(verify_module, "read_file",
-                        lambda root, name: reads.append(name) or real(root, name))
+                        lambda root, name, *a, **kw: reads.append(name) or real(root, name, *a, **kw))
     vb = verify_bundle(bundle, keys[1])
     assert sorted(reads) == sorted(FILES + [ENVELOPE])
     assert sorted(vb.files) == FILES

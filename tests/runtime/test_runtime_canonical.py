@@ -70,3 +70,38 @@ def test_parse_f32_is_strict(bad):
     with pytest.raises(ValueError) as info:
         parse_f32(bad)
     assert repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("text, ok", [
+    (b"[" * 32 + b"]" * 32, True),
+    (b"[" * 33 + b"]" * 33, False),
+    (b'{"a":' * 33 + b"1" + b"}" * 33, False),
+    (b'["' + b"[" * 100 + b'"]', True),                 # brackets inside a string do not nest
+    (b'["\\"' + b"[" * 100 + b'"]', True),              # nor after an escaped quote
+    (b"[" * 1000 + b"]" * 1000, False),                 # RecursionError before the bound
+    (b"[" + b"1" * 20 + b"]", True),
+    (b"[-" + b"1" * 20 + b"]", True),
+    (b"[" + b"1" * 21 + b"]", False),
+    (b"[" + b"1" * 5000 + b"]", False),                 # ValueError from int() before the bound
+])
+def test_strict_json_bounds_depth_and_integer_digits(text, ok):
+    from tracec_runtime.canonical import strict_json
+    if ok:
+        strict_json(text)
+    else:
+        with pytest.raises(ValueError, match="nest deeper than 32 levels|digits \\(at most 20\\)"):
+            strict_json(text)
+
+
+@pytest.mark.parametrize("text, words", [
+    (b'{"a":1}', "one trailing newline"),
+    (b'{"b":1,"a":2}\n', "byte 2"),
+    (b'{"a": 1}\n', "byte 5"),
+    (b'{"a":1.5}\n', "float literal 1.5"),
+    (b'{"a":"\\ud800"}\n', "not canonical JSON"),
+])
+def test_parse_canonical_refuses_what_the_compiler_never_writes(text, words):
+    from tracec_runtime.canonical import parse_canonical
+    assert parse_canonical(b'{"a":1}\n') == {"a": 1}
+    with pytest.raises(ValueError, match=words.replace("(", "\\(")):
+        parse_canonical(text)

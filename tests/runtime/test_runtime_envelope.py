@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tracec_runtime.canonical import canonical_bytes, canonical_file_bytes
-from tracec_runtime.envelope import (ENVELOPE, MEDIA_TYPE, PAYLOAD_TYPE, build_statement,
+from tracec_runtime.envelope import (ENVELOPE, FORMAT_VERSION, MEDIA_TYPE, PAYLOAD_TYPE, build_statement,
                                      make_envelope, open_envelope, open_envelope_signed, pae,
                                      seal)
 from tracec_runtime.errors import SignatureError, UnsignedBundleError, UnsupportedFormatError
@@ -37,7 +37,7 @@ def test_statement_lists_every_file_but_the_envelope(tree):
     root, files = tree
     st = build_statement(root)
     assert st["_type"] == "https://in-toto.io/Statement/v1"
-    assert st["predicate"] == {"format_version": "1", "media_type": MEDIA_TYPE}
+    assert st["predicate"] == {"format_version": FORMAT_VERSION, "media_type": MEDIA_TYPE}
     assert [s["name"] for s in st["subject"]] == sorted(files)
     for s in st["subject"]:
         data = files[s["name"]]

@@ -68,3 +68,27 @@ def test_fast_path_bundle_routes_without_onnxruntime(tmp_path, keys):
     assert {"nacl", "numpy", "tracec_runtime"} <= loaded
     assert loaded.isdisjoint(FORBIDDEN + ["onnxruntime"]), sorted(loaded & {*FORBIDDEN,
                                                                             "onnxruntime"})
+
+
+TEXT_SCRIPT = """
+import json, sys
+import tracec_runtime
+cheap = sorted({m.split('.')[0] for m in sys.modules} & {'onnxruntime', 'nacl', 'numpy', 'tokenizers'})
+router = tracec_runtime.Router.load(sys.argv[1], sys.argv[2])
+d = router.route_text("I lost my card", fallback=lambda: "llm")
+b = router.route_texts(["I lost my card", "", "refund please"])
+print(json.dumps({"cheap": cheap, "modules": sorted({m.split('.')[0] for m in sys.modules}),
+                  "label": d.label, "n": len(b), "flags": list(b.flags)}))
+"""
+
+
+def test_text_routing_imports_only_the_runtime_stack(tmp_path, keys):
+    from .text_fixtures import make_text_bundle
+
+    out = _run(TEXT_SCRIPT, make_text_bundle(tmp_path / "t", keys[0]), keys[1], tmp_path)
+    assert out["n"] == 3 and out["label"] is not None and out["flags"] == [None, "empty", None]
+    assert out["cheap"] == [], "import tracec_runtime must not load its engines"
+    loaded = set(out["modules"])
+    assert {"onnxruntime", "nacl", "numpy", "tokenizers", "tracec_runtime"} <= loaded
+    assert loaded.isdisjoint(FORBIDDEN + ["transformers"]), sorted(loaded & {*FORBIDDEN,
+                                                                             "transformers"})

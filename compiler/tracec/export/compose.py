@@ -1,7 +1,9 @@
 """Compose stage graphs and the acceptor into the one policy graph of a bundle.
 
 Input ``embedding`` float32 ``[N, D]``; outputs ``label`` int64 ``[N]``,
-``score`` float32 ``[N]``, ``handled`` bool ``[N]`` (docs/bundle-format.md).
+``score`` float32 ``[N]``, ``handled`` bool ``[N]`` (docs/bundle-format.md); with an
+out-of-distribution gate (``tracec.ood``) also ``in_distribution`` bool ``[N]``, and
+``handled`` is the policy's flag AND ``in_distribution``.
 Each stage is exported by ``tracec.export.convert`` under its own prefix
 (``s1_``, ``s2_``); the acceptor (features, MatMul, Add, Sigmoid) and the
 routing (GreaterOrEqual, Max, Where) are plain ONNX nodes.  A cascade's score is
@@ -20,19 +22,24 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tracec.errors import ExportError, ParameterError
 from tracec.export.convert import INPUT_NAME, IR_VERSION, PRODUCER, TARGET_OPSETS, surrogate_to_onnx
-from tracec.export.spec import StageGraphSpec, check_policy
+from tracec.export.spec import StageGraphSpec, check_ood, check_policy
 from tracec.features import PROB_FLOOR
 
 DEFAULT_SIZE_BUDGET = 5_000_000
 OUTPUTS = ("label", "score", "handled")
+OOD_OUTPUT = "in_distribution"
+OOD_EPS = 1e-12   # the norm floor: a zero embedding has similarity 0
 
 
 def build_policy_graph(stages: Sequence[StageGraphSpec], *, n_features: int, tau: float,
-                       mode: str, max_bytes: int = DEFAULT_SIZE_BUDGET) -> bytes:
-    """Serialised, checked ONNX policy graph; ``ExportError`` if larger than ``max_bytes``."""
+                       mode: str, max_bytes: int = DEFAULT_SIZE_BUDGET, ood=None) -> bytes:
+    """Serialised, checked ONNX policy graph; ``ExportError`` if larger than ``max_bytes``.
+
+    ``ood``: an out-of-distribution gate (``prototypes``, ``threshold``) or None."""
     t32 = check_policy(stages, tau, mode, "build_policy_graph")
     if not isinstance(n_features, (int, np.integer)) or n_features < 1:
         raise ParameterError("n_features", "build_policy_graph", "a positive int", n_features)
+    gate = check_ood(ood, int(n_features), "build_policy_graph")
     n_labels = 1 + max(int(np.max(st.classes)) for st in stages)
     nodes, inits = [], []
     heads = []
@@ -44,14 +51,17 @@ def build_policy_graph(stages: Sequence[StageGraphSpec], *, n_features: int, tau
         n_cols = len(np.asarray(st.classes))
         heads.append(_acceptor_nodes(prefix, n_cols, st, nodes, inits))
     inits.append(numpy_helper.from_array(np.array(t32, dtype=np.float32), "tau"))
-    _route(mode, heads, nodes)
+    _route(mode, heads, nodes, "handled" if gate is None else "policy_handled")
+    outputs = [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+               helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+               helper.make_tensor_value_info("handled", TensorProto.BOOL, ["N"])]
+    if gate is not None:
+        _ood_nodes(*gate, nodes, inits)
+        outputs.append(helper.make_tensor_value_info(OOD_OUTPUT, TensorProto.BOOL, ["N"]))
     graph = helper.make_graph(
         nodes, f"tracec_policy_{mode}",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", int(n_features)])],
-        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-         helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
-         helper.make_tensor_value_info("handled", TensorProto.BOOL, ["N"])],
-        inits)
+        outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v)
                                                     for d, v in sorted(TARGET_OPSETS.items())])
     model.ir_version = IR_VERSION
@@ -114,8 +124,25 @@ def _acceptor_nodes(p: str, n_cols: int, st: StageGraphSpec, nodes: list,
     return f"{p}label", f"{p}score"
 
 
-def _route(mode: str, heads: list[tuple[str, str]], nodes: list) -> None:
-    """Append the nodes writing ``label``, ``score`` and ``handled``."""
+def _ood_nodes(prototypes: np.ndarray, threshold: np.float32, nodes: list, inits: list) -> None:
+    """Append the gate: cosine to the nearest prototype >= threshold, AND the policy's flag."""
+    n = helper.make_node
+    protos = _const("ood_prototypes_t", prototypes.T, np.float32, inits)
+    eps = _const("ood_eps", OOD_EPS, np.float32, inits)
+    thr = _const("ood_threshold", threshold, np.float32, inits)
+    nodes += [
+        n("MatMul", [INPUT_NAME, protos], ["ood_dots"], name="ood_dots"),
+        n("ReduceMax", ["ood_dots"], ["ood_best"], name="ood_best", axes=[1], keepdims=0),
+        n("ReduceL2", [INPUT_NAME], ["ood_norm"], name="ood_norm", axes=[1], keepdims=0),
+        n("Max", ["ood_norm", eps], ["ood_norm_safe"], name="ood_norm_safe"),
+        n("Div", ["ood_best", "ood_norm_safe"], ["ood_similarity"], name="ood_similarity"),
+        n("GreaterOrEqual", ["ood_similarity", thr], [OOD_OUTPUT], name=OOD_OUTPUT),
+        n("And", ["policy_handled", OOD_OUTPUT], ["handled"], name="handled"),
+    ]
+
+
+def _route(mode: str, heads: list[tuple[str, str]], nodes: list, handled: str) -> None:
+    """Append the nodes writing ``label``, ``score`` and the policy's flag ``handled``."""
     n = helper.make_node
     if len(heads) == 1:
         (label, score), = heads
@@ -132,6 +159,6 @@ def _route(mode: str, heads: list[tuple[str, str]], nodes: list) -> None:
     if mode in ("global", "closed"):
         flag = helper.make_tensor("flag", TensorProto.BOOL, [1], [mode == "global"])
         nodes += [n("Shape", ["score"], ["n_rows"], name="n_rows"),
-                  n("ConstantOfShape", ["n_rows"], ["handled"], name="handled", value=flag)]
+                  n("ConstantOfShape", ["n_rows"], [handled], name=handled, value=flag)]
     else:
-        nodes.append(n("GreaterOrEqual", ["score", "tau"], ["handled"], name="handled"))
+        nodes.append(n("GreaterOrEqual", ["score", "tau"], [handled], name=handled))

@@ -16,10 +16,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tracec.export.spec import StageGraphSpec, check_policy
+from tracec.export.spec import StageGraphSpec, check_ood, check_policy
 from tracec_runtime.canonical import canonical_file_bytes, f32_str
 from tracec_runtime.fastpath import FastPath
-from tracec_runtime.fastpath_format import ALIGN, FASTPATH_BIN, FASTPATH_JSON, FORMAT, HIDDEN
+from tracec_runtime.fastpath_format import (ALIGN, FASTPATH_BIN, FASTPATH_JSON, FORMAT, HIDDEN,
+                                            OOD_METHODS)
+
+OOD_METHOD = OOD_METHODS[0]
 
 __all__ = ["IdentityReport", "check_identical", "fastpath_files", "verified_fastpath"]
 
@@ -130,8 +133,10 @@ class _Blob:
 
 
 def fastpath_files(stages: Sequence[StageGraphSpec], *, mode: str,
-                   tau: float) -> Optional[dict[str, bytes]]:
-    """``{"fastpath.json": ..., "fastpath.bin": ...}``, or None if a stage is unsupported."""
+                   tau: float, ood=None) -> Optional[dict[str, bytes]]:
+    """``{"fastpath.json": ..., "fastpath.bin": ...}``, or None if a stage is unsupported.
+
+    ``ood``: the out-of-distribution gate (``prototypes``, ``threshold``) or None."""
     t32 = check_policy(stages, tau, mode, "fastpath_files")
     blob, docs, dims = _Blob(), [], set()
     for i, st in enumerate(stages, start=1):
@@ -155,8 +160,13 @@ def fastpath_files(stages: Sequence[StageGraphSpec], *, mode: str,
         docs.append(doc)
     if len(dims) != 1:
         return None
+    dim = int(dims.pop())
     doc = {"format": FORMAT, "mode": mode, "tau": f32_str(float(t32)),
-           "n_features": int(dims.pop()), "stages": docs, "tensors": blob.table}
+           "n_features": dim, "stages": docs, "tensors": blob.table}
+    gate = check_ood(ood, dim, "fastpath_files")
+    if gate is not None:
+        doc["ood"] = {"method": OOD_METHOD, "prototypes": blob.add("ood.prototypes", gate[0], "<f4"),
+                      "threshold": f32_str(float(gate[1]))}
     return {FASTPATH_JSON: canonical_file_bytes(doc), FASTPATH_BIN: b"".join(blob.parts)}
 
 
@@ -165,7 +175,8 @@ def check_identical(fast, graph_bytes: bytes, X: np.ndarray) -> IdentityReport:
     from tracec.scoring import GraphScorer
 
     X = np.ascontiguousarray(X, dtype=np.float32)
-    g_label, g_score, g_handled = GraphScorer(graph_bytes).run(X)
+    scorer = GraphScorer(graph_bytes)
+    g_label, g_score, g_handled = scorer.run(X)
     f_label, f_score, f_handled = fast.run(X)
     one = [fast.run_one(x) for x in X]
     o_label = np.array([r[0] for r in one], dtype=np.int64)
@@ -173,6 +184,10 @@ def check_identical(fast, graph_bytes: bytes, X: np.ndarray) -> IdentityReport:
     o_handled = np.array([r[2] for r in one], dtype=bool)
     label_bad = (f_label != g_label) | (o_label != g_label)
     handled_bad = (f_handled != g_handled) | (o_handled != g_handled)
+    if scorer.gated or getattr(fast, "gated", False):   # the reason must match too
+        g_inside = scorer.inside(X)
+        handled_bad |= (fast.inside(X) != g_inside) | (
+            np.array([fast.inside_one(x) for x in X], dtype=bool) != g_inside)
     g64 = g_score.astype(np.float64)
     diff = max(np.abs(f_score - g64).max(initial=0.0), np.abs(o_score - g64).max(initial=0.0))
     near = 0
@@ -183,11 +198,11 @@ def check_identical(fast, graph_bytes: bytes, X: np.ndarray) -> IdentityReport:
 
 
 def verified_fastpath(stages: Sequence[StageGraphSpec], *, mode: str, tau: float,
-                      graph_bytes: bytes, X: np.ndarray
+                      graph_bytes: bytes, X: np.ndarray, ood=None
                       ) -> tuple[Optional[dict[str, bytes]], Optional[IdentityReport]]:
     """The fast-path files and their report, or ``(None, report)`` when any decision differs
     (``(None, None)`` when the stages have no fast path)."""
-    files = fastpath_files(stages, mode=mode, tau=tau)
+    files = fastpath_files(stages, mode=mode, tau=tau, ood=ood)
     if files is None:
         return None, None
     fast = FastPath.from_bytes(files[FASTPATH_JSON], files[FASTPATH_BIN])

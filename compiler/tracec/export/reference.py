@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tracec.export.spec import StageGraphSpec, check_policy
+from tracec.export.spec import StageGraphSpec, check_ood, check_policy
 from tracec.features import acceptor_features
 
 
@@ -27,8 +27,16 @@ def stage_numpy(stage: StageGraphSpec, X: np.ndarray) -> tuple[np.ndarray, np.nd
     return probs, label, score
 
 
+def ood_numpy(ood, X: np.ndarray) -> np.ndarray:
+    """in_distribution bool [N]: float64 cosine to the nearest prototype >= the threshold."""
+    P, thr = check_ood(ood, np.asarray(X).shape[1], "ood_numpy")
+    X64 = np.asarray(X, dtype=np.float32).astype(np.float64)
+    norm = np.maximum(np.linalg.norm(X64, axis=1), 1e-12)
+    return (X64 @ P.astype(np.float64).T).max(axis=1) / norm >= float(thr)
+
+
 def policy_numpy(stages: Sequence[StageGraphSpec], X: np.ndarray, tau: float,
-                 mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 mode: str, ood=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(label int64, score float64, handled bool), each [N], as the graph decides them."""
     t = float(check_policy(stages, tau, mode, "policy_numpy"))
     outs = [stage_numpy(st, X) for st in stages]
@@ -43,4 +51,6 @@ def policy_numpy(stages: Sequence[StageGraphSpec], X: np.ndarray, tau: float,
         handled = np.zeros(len(label), dtype=bool)
     else:
         handled = score >= t
+    if ood is not None:
+        handled = handled & ood_numpy(ood, X)
     return label, score, handled

@@ -57,3 +57,19 @@ def check_policy(stages: Sequence[StageGraphSpec], tau: float, mode: str,
     if np.isnan(t32) or float(t32) != float(tau):
         raise ParameterError("tau", owner, "a float32-representable number (inf allowed)", tau)
     return t32
+
+
+def check_ood(ood, n_features: int, owner: str):
+    """``None``, or ``(prototypes float32 [M, D], threshold float32)`` of an OOD gate (an object
+    with ``prototypes`` and ``threshold``, e.g. ``tracec.ood.OODGate``)."""
+    if ood is None:
+        return None
+    P = np.asarray(getattr(ood, "prototypes", None), dtype=np.float32)
+    if P.ndim != 2 or P.shape[0] < 1 or P.shape[1] != n_features or not np.all(np.isfinite(P)):
+        raise ParameterError("ood.prototypes", owner, f"a finite float32 array [M, {n_features}]",
+                             f"shape {P.shape}")
+    t = np.float32(getattr(ood, "threshold", np.nan))
+    if not np.isfinite(t) or float(t) != float(ood.threshold):
+        raise ParameterError("ood.threshold", owner, "a finite float32-representable number",
+                             ood.threshold)
+    return np.ascontiguousarray(P), t

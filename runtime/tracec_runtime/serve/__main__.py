@@ -1,0 +1,5 @@
+import sys
+
+from tracec_runtime.serve.main import main
+
+sys.exit(main())
