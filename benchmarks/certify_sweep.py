@@ -39,12 +39,13 @@ def _encode(train, test):
             np.array([index.get(t, -1) for t in test], dtype=np.int64), len(labels))
 
 
-def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, seed: int = 0, delta: float = 0.05,
+def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, day: int = 1, seed: int = 0, delta: float = 0.05,
         fractions=None, root: Path = Path(os.environ.get(
             "TRACEC_SHARED_DATA", "/work/shared/data"))) -> dict:
     data = load_task(root, task)
-    if days:  # the flywheel's day-1 traces: the first of ``days`` shuffled batches
-        data = data.subset(daily_batches(len(data.X_train), days, seed)[0], name=f"{task}@day1of{days}")
+    if days:  # the flywheel's traces on day ``day``: the first ``day`` of ``days`` shuffled batches
+        batches = daily_batches(len(data.X_train), days, seed)
+        data = data.subset(np.sort(np.concatenate(batches[:day])), name=f"{task}@day{day}of{days}")
     elif train_rows:  # a data-size sweep: the first ``train_rows`` of one seeded shuffle
         perm = np.random.default_rng(seed).permutation(len(data.X_train))
         data = data.subset(np.sort(perm[:train_rows]), name=f"{task}@{train_rows}")
@@ -104,9 +105,10 @@ def main() -> None:
     ap.add_argument("--alphas", default="0.8,0.85,0.9,0.95")
     ap.add_argument("--train-rows", type=int, default=None)
     ap.add_argument("--days", type=int, default=None)
+    ap.add_argument("--day", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    out = run(args.task, [float(a) for a in args.alphas.split(",")], args.train_rows, args.days, seed=args.seed)
+    out = run(args.task, [float(a) for a in args.alphas.split(",")], args.train_rows, args.days, args.day, seed=args.seed)
     print(json.dumps(out))
     for r in out["rows"]:
         print(f"{out['task']:<24} n={out['n_traces']:>6} alpha={r['alpha']:.2f} {str(r['family']):<8}"
