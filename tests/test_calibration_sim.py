@@ -356,3 +356,80 @@ def test_agrees_with_mapie_fixed_sequence():
             j = len(valid)
             assert exact[j] <= delta < theirs[j]
     assert identical >= 4
+
+
+# ---------------------------------------------------------------- the start by pass probability
+#
+# plan_family (the production path) starts the walk at the step most likely to pass on
+# calibration, with the validation uncertainty of each step's TA taken into account
+# (tracec.planning.pass_probability).  Small splits are where the start matters: 240 rows is
+# the demo's calibration split (1,600 traces).
+
+
+def _band(c0: float) -> World:
+    """Agreement 1 on the top c0 of scores, alpha - 0.005 below: TA >= alpha only while
+    coverage <= c0 * (1 - B) / (alpha - B), i.e. 0.1, 0.2, 0.4, 0.8 for c0 = 0.005 ... 0.04;
+    beyond that every step is a null just below alpha."""
+    return World(f"band{c0}", lambda s: np.where(s >= 1 - c0, 1.0, B),
+                 lambda t: (c0 + B * (1 - c0 - t)) if t < 1 - c0 else 1.0 - t)
+
+
+PLATEAU = World("plateau", lambda s: np.where(s >= 0.3, 0.955, 0.6),    # TA 0.955 down to 70 %
+                lambda t: 0.955 * (1 - t) if t >= 0.3 else 0.955 * 0.7 + 0.6 * (0.3 - t))
+
+
+def _simulate_production_plan(world: World, reps: int, seed: int, n: int):
+    from tracec.policy import Scored, certify_plan, l2d_decide, plan_family
+    rng = np.random.default_rng(seed)
+    bad = promoted = 0
+    coverage = 0.0
+    zeros = np.zeros(n, dtype=np.int64)
+    for _ in range(reps):
+        s_val, s_cal = rng.random(n), rng.random(n)
+        a_val, a_cal = rng.random(n) < world.g(s_val), rng.random(n) < world.g(s_cal)
+        val = Scored((~a_val).astype(np.int64), s_val.astype(np.float32))
+        cal = Scored((~a_cal).astype(np.int64), s_cal.astype(np.float32))
+        plan = plan_family("l2d", (), [val], zeros, n, ALPHA, DELTA, min_accept=44)
+        cert, _ = certify_plan(plan, l2d_decide(cal), zeros, ALPHA, DELTA)
+        if cert.passed:
+            promoted += 1
+            coverage += cert.chosen.coverage
+            bad += world.ta(cert.tau) < ALPHA
+    return bad / reps, promoted / reps, coverage / reps
+
+
+@pytest.mark.parametrize("n", [240, 1000])
+def test_planned_start_keeps_the_guarantee_with_ta_just_below_alpha_over_a_wide_band(n):
+    reps = 300
+    tol = _tolerance(DELTA, reps)
+    for world in (FLAT, EDGE, _band(0.005), _band(0.02), _band(0.04), SMOOTH, PLATEAU):
+        bad, promoted, coverage = _simulate_production_plan(world, reps, seed=9 + n, n=n)
+        assert bad <= DELTA + tol, (world.name, n, bad)
+        if world is PLATEAU:  # TA 0.955 over 70 % of traffic: the walk opens and gets far
+            assert promoted >= (0.6 if n == 240 else 0.95) and coverage >= 0.4, (promoted, coverage)
+
+
+@pytest.mark.slow
+def test_planned_start_guarantee_large_simulation():
+    for n in (240, 1000):
+        for world in (FLAT, EDGE, _band(0.005), _band(0.02), _band(0.04), SMOOTH, PLATEAU):
+            bad, promoted, coverage = _simulate_production_plan(world, 3000, seed=10 + n, n=n)
+            print(n, world.name, bad, promoted, coverage)
+            assert bad <= DELTA + _tolerance(DELTA, 3000), (world.name, n, bad)
+
+
+def test_pass_probability_weighs_the_validation_evidence():
+    from tracec.planning import pass_probability
+    # the same 96 % agreement on 50 and on 400 validation rows, 100 vs 800 calibration rows
+    pp = pass_probability(np.array([50, 400]), np.array([48, 384]), 1000, 2000, 0.9, 0.05)
+    assert 0.0 < pp[0] < pp[1] <= 1.0
+    # far below alpha: (almost) no chance; nothing handled: no chance
+    assert pass_probability(np.array([400, 0]), np.array([300, 0]), 1000, 1000, 0.9, 0.05).max() < 1e-6
+    # against Monte Carlo: TA ~ Beta(k + 1, n - k + 1), k_cal ~ Bin(m, TA), pass iff p <= delta
+    rng = np.random.default_rng(11)
+    ta = rng.beta(58 + 1, 2 + 1, 200_000)
+    k = rng.binomial(120, ta)
+    p = np.array([binom_sf_pvalue(int(x), 120, 0.9) for x in range(121)])[k]
+    want = float(np.mean(p <= 0.05))
+    got = pass_probability(np.array([60]), np.array([58]), 500, 1000, 0.9, 0.05)[0]
+    assert got == pytest.approx(want, abs=0.005)

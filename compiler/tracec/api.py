@@ -102,11 +102,11 @@ def _families(value: Any) -> tuple[str, ...]:
                          "family names", value)
 
 
-def _fractions(value: Any) -> tuple[float, ...]:
+def _fractions(value: Any) -> Optional[tuple[float, ...]]:
     from tracec.splits import check_fractions, parse_fractions
 
-    if isinstance(value, str):
-        return parse_fractions(value)
+    if value is None or isinstance(value, str):  # None or "auto": splits.auto_fractions
+        return None if value is None else parse_fractions(value)
     try:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):

@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 from tracec.errors import ParameterError
 from tracec.formats import CHOICES as TRACE_FORMATS
 from tracec.ood import DEFAULT_QUANTILE
-from tracec.splits import DEFAULT_FRACTIONS, check_fractions
+from tracec.splits import check_fractions
 
 FAMILIES = ("global", "l2d", "cascade")
 
@@ -27,7 +27,7 @@ class CompileConfig:
     include_trees: bool = False
     families: tuple[str, ...] = FAMILIES
     size_budget_bytes: int = 5_000_000
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    fractions: Optional[tuple[float, ...]] = None   # None: splits.auto_fractions(n traces)
     min_accept: int = 100
     min_coverage: float = 0.05
     signing_key: Optional[Path] = None
@@ -56,7 +56,8 @@ class CompileConfig:
             _unit("alpha", a)
         _unit("delta", self.delta)
         _unit("min_coverage", self.min_coverage)
-        check_fractions(tuple(self.fractions))
+        if self.fractions is not None:
+            check_fractions(tuple(self.fractions))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ParameterError("seed", "compile", "a non-negative int", self.seed)
         if type(self.size_budget_bytes) is not int or self.size_budget_bytes < 10_000:
@@ -98,7 +99,7 @@ class CompileConfig:
             "include_trees": str(self.include_trees).lower(),
             "families": ",".join(self.families),
             "size_budget_bytes": str(self.size_budget_bytes),
-            "fractions": ",".join(_g(f) for f in self.fractions),
+            "fractions": "auto" if self.fractions is None else ",".join(_g(f) for f in self.fractions),
             "min_accept": str(self.min_accept),
             "min_coverage": _g(self.min_coverage),
             "no_examples": str(self.no_examples).lower(),

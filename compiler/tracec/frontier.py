@@ -8,12 +8,12 @@ as it ships (refit on train + validation), which is what calibration certifies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from tracec.calibration import Certification, max_certifiable_alpha, threshold_grid
+from tracec.calibration import Certification
 from tracec.manifest import dec
 from tracec.policy import (FamilyResult, Scored, Stage, best_family, cascade_decide, certify_plan,
                            is_accept_all, l2d_decide, make_residual, plan_family, score_stage)
@@ -111,11 +111,18 @@ def first_step_size(min_accept: int, alpha: float, delta_f: float) -> int:
     return max(min_accept, 2 * need)
 
 
-def highest_passing_alpha(ctx: Context, delta_f: float) -> Optional[float]:
-    """Descriptive only: the largest alpha the l2d sequence would certify on calibration."""
-    grid = threshold_grid(ctx.scored["validation"].score, len(ctx.y["calibration"]), ctx.min_accept)
-    agree = ctx.scored["calibration"].label == ctx.y["calibration"]
-    return max_certifiable_alpha(ctx.scored["calibration"].score, agree, grid, delta_f)
+def highest_passing_alpha(ctx: Context, delta_f: float,
+                          alphas: Sequence[float] = tuple(np.arange(0.995, 0.4999, -0.005))
+                          ) -> Optional[float]:
+    """Descriptive only: the largest alpha (0.005 grid) at which the procedure that was tested
+    (``certify_alpha``: plan every family on validation, certify the most promising one, same
+    pool and primary stage) would certify on calibration.  Chosen after looking at the
+    calibration labels, so it carries no guarantee of its own."""
+    quiet = replace(ctx, delta=delta_f, progress=lambda _msg: None)
+    for a in alphas:
+        if certify_alpha(quiet, round(float(a), 6)).winner is not None:
+            return round(float(a), 6)
+    return None
 
 
 def frontier_document(results: Sequence[AlphaResult]) -> dict:

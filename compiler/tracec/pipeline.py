@@ -14,7 +14,7 @@ the very end, so a failed compile leaves nothing behind.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,7 +32,7 @@ from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.signals import terminate_as_exception
-from tracec.splits import split_rows
+from tracec.splits import auto_fractions, split_rows
 from tracec_runtime.router import Router
 
 Progress = Callable[[str], None]
@@ -68,6 +68,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
 
     traces = clock("load", lambda: read_traces(config, say))
     data = clock("embed", lambda: embed_inputs(config, traces, say))
+    if config.fractions is None:  # --split auto: from the trace count; the manifest records it
+        config = replace(config, fractions=auto_fractions(data.n))
     splits = split_rows(data.n, config.seed, config.fractions)
     X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}

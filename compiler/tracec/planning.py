@@ -14,7 +14,7 @@ only, so the sequence is still fixed before any calibration label is seen
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
 
 def predicted_lower(n_handled_val: np.ndarray, n_agree_val: np.ndarray, n_val: int, n_cal: int,
@@ -36,18 +36,54 @@ def predicted_lower(n_handled_val: np.ndarray, n_agree_val: np.ndarray, n_val: i
     return lower
 
 
+def pass_probability(n_handled_val: np.ndarray, n_agree_val: np.ndarray, n_val: int, n_cal: int,
+                     alpha: float, delta: float) -> np.ndarray:
+    """Per grid step, the probability that it passes on calibration, from validation alone.
+
+    The step's TA is uncertain after ``n_handled_val`` validation rows: take its posterior
+    Beta(k + 1, n - k + 1) (uniform prior); at calibration size the step handles
+    ``round(share * n_cal)`` rows, agreement ~ Binomial(that, TA), and passes when the
+    agreement reaches the smallest count whose exact p-value is <= delta.  So a step
+    that looks good on few validation rows counts for less than one that looks as good on
+    many: on a flat stretch of TA the start moves to where calibration has more rows.
+    """
+    nh = np.asarray(n_handled_val, dtype=np.float64)
+    na = np.asarray(n_agree_val, dtype=np.float64)
+    n = np.rint(nh / max(n_val, 1) * n_cal).astype(np.int64)
+    out = np.zeros(len(n))
+    m = n > 0
+    need = pass_count(n[m], alpha, delta)
+    ok = need <= n[m]
+    idx = np.flatnonzero(m)[ok]
+    out[idx] = stats.betabinom.sf(need[ok] - 1, n[idx], na[idx] + 1.0, nh[idx] - na[idx] + 1.0)
+    return out
+
+
+def pass_count(n: np.ndarray, alpha: float, delta: float) -> np.ndarray:
+    """Smallest agreement count k >= 1 whose exact p-value P(Bin(n, alpha) >= k) is <= delta
+    (n + 1 when even k = n fails), per entry of ``n``."""
+    n = np.asarray(n, dtype=np.int64)
+    k = np.maximum(stats.binom.ppf(1.0 - delta, n, alpha).astype(np.int64) + 1, 1)
+    for _ in range(2):  # the quantile is exact up to floating point; settle it on bdtrc
+        k = np.where((k > 1) & (special.bdtrc(np.maximum(k - 2, 0), n, alpha) <= delta), k - 1, k)
+        k = np.where((k <= n) & (special.bdtrc(k - 1, n, alpha) > delta), k + 1, k)
+    return np.minimum(k, n + 1)
+
+
 def planned_start(lower: np.ndarray) -> int:
     """The step with the highest predicted bound (the first one on ties): the likeliest to pass."""
     return int(np.argmax(lower))
 
 
 def planned_coverage(lower: np.ndarray, n_handled_val: np.ndarray, n_val: int,
-                     alpha: float) -> float:
+                     alpha: float, start: int | None = None) -> float:
     """Validation share handled by the last step the sequence is predicted to promote when it
-    starts at ``planned_start``; 0.0 when even that step is predicted to fail."""
-    start = planned_start(lower)
+    starts at ``start`` (default ``planned_start(lower)``); 0.0 when even that step is
+    predicted to fail."""
+    start = planned_start(lower) if start is None else start
     passing = np.asarray(lower)[start:] >= alpha
     if not passing[0]:
         return 0.0
     run = len(passing) if passing.all() else int(np.argmin(passing))
     return float(np.asarray(n_handled_val)[start + run - 1]) / max(n_val, 1)
+

@@ -29,8 +29,10 @@ from tracec.acceptor import Acceptor, fit_acceptor
 from tracec.calibration import Certification, fixed_sequence, threshold_grid
 from tracec.candidates import refit_candidate
 from tracec.export import StageGraphSpec, build_policy_graph
-from tracec.planning import planned_coverage, planned_start, predicted_lower
+from tracec.planning import pass_probability, planned_coverage, planned_start, predicted_lower
 from tracec.scoring import GraphScorer
+
+START = "pass_probability"  # or "lower": how plan_family picks the start (docs/guarantee.md)
 
 
 @dataclass(frozen=True)
@@ -203,10 +205,11 @@ def plan_family(family: str, stages: tuple, val: Sequence[Scored], y_val: np.nda
     if family == "global":
         grid = grid[-1:]
     decide = l2d_decide(val[0]) if len(val) == 1 else cascade_decide(*val)
-    nh, na = _counts(grid, decide, y_val)
-    lower = predicted_lower(np.array(nh), np.array(na), len(y_val), n_cal, delta)
-    return Plan(family, stages, grid[planned_start(lower):],
-                planned_coverage(lower, np.array(nh), len(y_val), alpha))
+    nh, na = np.array(_counts(grid, decide, y_val))
+    lower = predicted_lower(nh, na, len(y_val), n_cal, delta)
+    start = planned_start(pass_probability(nh, na, len(y_val), n_cal, alpha, delta)
+                          if START == "pass_probability" else lower)
+    return Plan(family, stages, grid[start:], planned_coverage(lower, nh, len(y_val), alpha, start))
 
 
 def certify_plan(plan: Plan, decide_cal: Callable, y_cal: np.ndarray, alpha: float,

@@ -15,7 +15,21 @@ import numpy as np
 from tracec.errors import InputError, ParameterError
 
 SPLIT_NAMES = ("train", "validation", "calibration", "shadow")
-DEFAULT_FRACTIONS = (0.55, 0.15, 0.15, 0.15)
+DEFAULT_FRACTIONS = (0.55, 0.15, 0.15, 0.15)   # the fixed split before "auto" (--split)
+AUTO_CALIBRATION_ROWS = 3000                    # calibration rows "auto" aims for
+
+
+def auto_fractions(n_rows: int) -> tuple[float, ...]:
+    """The default split, from the number of traces only (never their labels).
+
+    Calibration takes the share that gives it about 3,000 rows, between 15 % and 30 %;
+    validation 15 %, shadow 10 %, training the rest.  On small trace sets the certified
+    coverage is limited by the calibration split's size (a step of n rows must show TA about
+    alpha + 1.65 sqrt(alpha (1 - alpha) / n)), not by training rows: measured in
+    docs/benchmarks.md ("Certify more from fewer traces").
+    """
+    cal = round(min(0.30, max(0.15, AUTO_CALIBRATION_ROWS / max(int(n_rows), 1))), 6)
+    return (round(1.0 - 0.15 - cal - 0.10, 6), 0.15, cal, 0.10)
 
 
 @dataclass(frozen=True)
@@ -29,8 +43,11 @@ class Splits:
         return {name: int(len(getattr(self, name))) for name in SPLIT_NAMES}
 
 
-def parse_fractions(text: str) -> tuple[float, ...]:
-    """Parse ``"0.55,0.15,0.15,0.15"``; the four fractions must be positive and sum to 1."""
+def parse_fractions(text: str):
+    """Parse ``"0.55,0.15,0.15,0.15"`` (positive, summing to 1), or ``"auto"`` (None:
+    ``auto_fractions`` of the trace count)."""
+    if text.strip().lower() == "auto":
+        return None
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:

@@ -1,0 +1,121 @@
+"""Certified coverage per task x alpha, in process (no bundle): the certification measurement
+behind docs/benchmarks.md "Certify more from fewer traces".
+
+Runs tracec's own split -> pool -> primary -> refit -> certify on a task's training traces,
+then applies the certified policy to the task's test split (coverage, TA) next to the
+hindsight confidence threshold (``benchmarks.baseline``).  The shadow gate is not run (it
+needs a bundle); ``shadow_ok`` reports whether the shadow split's Clopper-Pearson upper bound
+would clear alpha, which is what the gate tests.
+
+    python -m benchmarks.certify_sweep --task banking77_llm --alphas 0.8,0.85,0.9,0.95
+    python -m benchmarks.certify_sweep --task banking77_llm --train-rows 2001
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from benchmarks.baseline import confidence_baseline
+from benchmarks.data import daily_batches, load_task
+from tracec.calibration import cp_upper
+from tracec.candidates import train_pool
+from tracec.config import FAMILIES
+from tracec.frontier import Context, certify_alpha
+from tracec.policy import Refitter, cascade_decisions, make_primary, score_shipped, score_stage
+from tracec.splits import auto_fractions, split_rows
+
+
+def _encode(train, test):
+    labels = sorted(set(train.tolist()))
+    index = {l: i for i, l in enumerate(labels)}
+    return (np.array([index[t] for t in train], dtype=np.int64),
+            np.array([index.get(t, -1) for t in test], dtype=np.int64), len(labels))
+
+
+def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, day: int = 1, seed: int = 0, delta: float = 0.05,
+        fractions=None, root: Path = Path(os.environ.get(
+            "TRACEC_SHARED_DATA", "/work/shared/data"))) -> dict:
+    data = load_task(root, task)
+    if days:  # the flywheel's traces on day ``day``: the first ``day`` of ``days`` shuffled batches
+        batches = daily_batches(len(data.X_train), days, seed)
+        data = data.subset(np.sort(np.concatenate(batches[:day])), name=f"{task}@day{day}of{days}")
+    elif train_rows:  # a data-size sweep: the first ``train_rows`` of one seeded shuffle
+        perm = np.random.default_rng(seed).permutation(len(data.X_train))
+        data = data.subset(np.sort(perm[:train_rows]), name=f"{task}@{train_rows}")
+    X_all = np.asarray(data.X_train, dtype=np.float32)
+    y_all, y_test, n_labels = _encode(data.teacher_train, data.teacher_test)
+    X_test = np.asarray(data.X_test, dtype=np.float32)
+    start = time.perf_counter()
+    with threadpool_limits(limits=1):
+        splits = split_rows(len(y_all), seed, fractions or auto_fractions(len(y_all)))
+        X = {k: X_all[v] for k, v in splits.__dict__.items()}
+        y = {k: y_all[v] for k, v in splits.__dict__.items()}
+        pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=seed)
+        primary = make_primary(pool[0], X["validation"], y["validation"], seed)
+        ship = Refitter(np.concatenate([X["train"], X["validation"]]),
+                        np.concatenate([y["train"], y["validation"]]), X["validation"], n_labels,
+                        5_000_000, lambda _m: None)
+        scored = score_shipped(primary, ship(primary), X_all.shape[1],
+                               {k: X[k] for k in ("validation", "calibration")})
+        ctx = Context(pool, primary, scored, X, y, FAMILIES, delta, 100, seed, X_all.shape[1],
+                      lambda _m: None, 5_000_000, ship)
+        results = [certify_alpha(ctx, a) for a in alphas]
+    seconds = time.perf_counter() - start
+    base = confidence_baseline(data, alphas, seed)
+    rows = []
+    for ar in results:
+        row = {"alpha": ar.alpha, "planned": ar.planned, "family": None, "cal_coverage": 0.0,
+               "test_coverage": 0.0, "test_ta": None, "shadow_ok": None}
+        w = ar.winner
+        if w is not None:
+            label, handled = _route(w, X_all.shape[1], X_test, float(w.certification.tau))
+            s_label, s_handled = _route(w, X_all.shape[1], X["shadow"], float(w.certification.tau))
+            agree_sh = (s_label == y["shadow"])[s_handled]
+            row.update(family=w.family, cal_coverage=round(w.coverage, 4),
+                       test_coverage=round(float(handled.mean()), 4),
+                       test_ta=round(float(np.mean((label == y_test)[handled])), 4)
+                       if handled.any() else None,
+                       shadow_ok=bool(handled.any() and cp_upper(int(agree_sh.sum()), len(agree_sh),
+                                                                  delta) >= ar.alpha))
+        hb = base["alphas"][format(ar.alpha, "g")] if format(ar.alpha, "g") in base["alphas"] \
+            else next(iter(v for k, v in base["alphas"].items() if abs(float(k) - ar.alpha) < 1e-9))
+        row["hindsight_coverage"] = round(hb["coverage"], 4)
+        rows.append(row)
+    return {"task": data.name, "n_traces": len(y_all), "splits": splits.counts(),
+            "pool": [c.name for c in pool], "certify_seconds": round(seconds, 1), "rows": rows}
+
+
+def _route(w, dim: int, X: np.ndarray, tau: float):
+    outs = [score_stage(s, dim, {"x": X})["x"] for s in w.stages]
+    if len(outs) == 1:
+        return outs[0].label, outs[0].score >= np.float32(tau)
+    return cascade_decisions(outs[0], outs[1], tau)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--alphas", default="0.8,0.85,0.9,0.95")
+    ap.add_argument("--train-rows", type=int, default=None)
+    ap.add_argument("--days", type=int, default=None)
+    ap.add_argument("--day", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    out = run(args.task, [float(a) for a in args.alphas.split(",")], args.train_rows, args.days, args.day, seed=args.seed)
+    print(json.dumps(out))
+    for r in out["rows"]:
+        print(f"{out['task']:<24} n={out['n_traces']:>6} alpha={r['alpha']:.2f} {str(r['family']):<8}"
+              f" cal {r['cal_coverage']:.3f} test {r['test_coverage']:.3f} TA {r['test_ta']}"
+              f" shadow_ok {r['shadow_ok']} | hindsight {r['hindsight_coverage']:.3f}",
+              file=__import__("sys").stderr)
+
+
+if __name__ == "__main__":
+    main()
