@@ -60,15 +60,17 @@ def root(tmp_path_factory):
 
 def _compile(subset, out, *args, code=0):
     t, e = subset
-    run_tracec("compile", "--unsigned", t, "--embeddings", e, "--embedder-id", "minilm", "--out", out, *args,
-               check_code=code)
+    signing = [] if "--signing-key" in args else ["--unsigned"]
+    run_tracec("compile", *signing, t, "--embeddings", e, "--embedder-id", "minilm", "--out", out,
+               *args, check_code=code)
     return out
 
 
 @pytest.fixture(scope="module")
 def cascade(tmp_path_factory, subset, keys):
     out = _compile(subset, tmp_path_factory.mktemp("cg_b") / "cascade", "--families", "cascade",
-                   "--alpha", "0.9", "--signing-key", keys[0])
+                   "--alpha", "0.9", "--split", "0.55,0.15,0.15,0.15",  # an MLP residual stage
+                   "--signing-key", keys[0])
     kinds = [s["kind"] for s in read_json(out / "manifest.json")["policy"]["stages"]]
     assert read_json(out / "manifest.json")["policy"]["family"] == "cascade"
     assert sorted(kinds) == ["linear", "neural"], kinds   # both dense node shapes are exercised

@@ -232,6 +232,7 @@ def test_manifest_and_engine_must_agree_on_the_gate(compiled):
         other = compiled["a"] if src is compiled["plain"] else compiled["plain"]
         (dst / "model.onnx").write_bytes((other / "model.onnx").read_bytes())
         m = read_json(src / "manifest.json")
+        m["policy"]["tau"] = read_json(other / "manifest.json")["policy"]["tau"]  # the graph's tau
         m["fastpath"]["present"] = False
         m["files"] = {"model.onnx": m["files"]["model.onnx"]}
         data = (dst / "model.onnx").read_bytes()
