@@ -13,6 +13,8 @@ OUT    := out
 
 $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The wheels' SPDX licence metadata needs setuptools >= 77 (the wheel tests build offline).
+	$(BIN)/pip install --quiet --disable-pip-version-check 'setuptools>=77'
 	# No torch: the default embedder is int8 ONNX.  For the optional sentence-transformers
 	# backend install CPU torch==2.13.0 first, then '.[embed-st]'.
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e 'runtime[serve]' -e '.[test,bench]'
