@@ -244,12 +244,12 @@ def report_cmd(bundle, out, public_key, allow_unsigned, as_json):
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: the single place where errors become exit codes (``--json``: the error
     document on stdout; unexpected exceptions: exit 4, traceback to a file, ``--debug`` prints it)."""
-    from tracec.signals import sigterm_raises
+    from tracec.signals import terminate_as_exception
 
     args = list(sys.argv[1:] if argv is None else argv)
     as_json, debug = "--json" in args, "--debug" in args
     try:
-        with sigterm_raises():
+        with terminate_as_exception():
             cli.main(args=args, standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

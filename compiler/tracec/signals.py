@@ -15,15 +15,9 @@ import signal
 import threading
 from typing import Iterator, Optional
 
+from tracec_runtime.errors import Terminated  # one class for both command lines
+
 __all__ = ["Terminated", "critical", "terminate_as_exception"]
-
-
-class Terminated(BaseException):
-    """The process got SIGTERM.  A BaseException, like KeyboardInterrupt: not an error to handle."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        self.signum = signum
-        super().__init__(f"terminated by signal {signum}")
 
 
 _held: list[Optional[int]] = []  # one slot per active critical() block: the signal held back
@@ -86,7 +80,3 @@ def _release(before: dict) -> Optional[int]:
     if pending is not None and _held:
         _held[-1] = _held[-1] or pending
     return pending
-
-
-#: The CLI's name for the same context manager (``tracec.cli.main`` wraps every command).
-sigterm_raises = terminate_as_exception

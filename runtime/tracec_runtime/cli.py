@@ -17,9 +17,9 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from tracec_runtime.errors import RouteInputError, TracecError
+from tracec_runtime.errors import RouteInputError, Terminated, TracecError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -33,10 +33,6 @@ class UsageError(Exception):
     """A command-line usage error (exit 2)."""
 
     exit_code = EXIT_USAGE
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived (the runtime writes nothing, so unwinding is all there is to do)."""
 
 
 def _json_safe(value: Any) -> Any:
@@ -78,7 +74,7 @@ def report_failure(exc: BaseException, *, as_json: bool, debug: bool, prog: str)
     if isinstance(exc, KeyboardInterrupt):
         code, message, type_name = EXIT_SIGINT, "interrupted (SIGINT)", "Interrupted"
         line = "interrupted: nothing was written"
-    elif type(exc).__name__ == "Terminated" or isinstance(exc, _Terminated):
+    elif isinstance(exc, Terminated):
         code, message, type_name = EXIT_SIGTERM, "terminated (SIGTERM)", "Terminated"
         line = "terminated: nothing was written"
     elif isinstance(exc, (TracecError, UsageError)):
@@ -98,10 +94,8 @@ def report_failure(exc: BaseException, *, as_json: bool, debug: bool, prog: str)
     return code
 
 
-def sigterm_handler(exc_type: Callable[[], BaseException]) -> Callable:
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise exc_type()
-    return handler
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated(signum)
 
 
 # ------------------------------------------------------------------------- commands
@@ -196,7 +190,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         module, fn = DELEGATED[argv[0]]
         return getattr(importlib.import_module(module), fn)(argv[1:])
     as_json, debug = "--json" in argv, "--debug" in argv
-    previous = signal.signal(signal.SIGTERM, sigterm_handler(_Terminated))
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args = build_parser().parse_args(argv)
         if args.public_key is None and not args.allow_unsigned:

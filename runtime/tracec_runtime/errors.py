@@ -9,6 +9,15 @@ them to exit codes in exactly one place.
 from __future__ import annotations
 
 
+class Terminated(BaseException):
+    """The process got SIGTERM.  A BaseException, like KeyboardInterrupt: not an error to
+    handle; cleanup (``finally``, staging removal) runs, and the CLIs exit 143."""
+
+    def __init__(self, signum: int = 15):
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")
+
+
 class TracecError(Exception):
     """Base class of every error tracec raises on purpose."""
 
