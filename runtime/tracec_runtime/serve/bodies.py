@@ -7,11 +7,12 @@ the offending field and a message; the app renders them in one JSON shape:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+
+from tracec_runtime.canonical import strict_json
 
 __all__ = ["Limits", "RequestError", "RouteRequest", "FeedbackItem", "parse_json",
            "parse_route", "parse_feedback", "parse_predict"]
@@ -42,36 +43,15 @@ def _invalid(field: str, message: str) -> RequestError:
     return RequestError(422, "invalid_field", message, field)
 
 
-def _depth(obj: Any, limit: int) -> bool:
-    stack = [(obj, 1)]
-    while stack:
-        node, d = stack.pop()
-        if isinstance(node, (list, dict)):
-            if d > limit:
-                return False
-            children = node.values() if isinstance(node, dict) else node
-            if d + 1 > limit and any(isinstance(c, (list, dict)) for c in children):
-                return False
-            stack.extend((c, d + 1) for c in children if isinstance(c, (list, dict)))
-    return True
-
-
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(raw: bytes, limits: Limits) -> dict:
     """Bytes -> a JSON object, or a 400 naming what is wrong."""
-    try:
-        text = raw.decode("utf-8")
-        doc = json.loads(text, parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    try:  # the runtime's one strict parser: depth bounded before parsing, no NaN, no duplicates
+        doc = strict_json(raw, floats=True, max_depth=limits.max_depth, max_int_digits=4300)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, "malformed_json",
                            f"request body must be a JSON object; found {type(doc).__name__}")
-    if not _depth(doc, limits.max_depth):
-        raise RequestError(400, "malformed_json", f"JSON nested deeper than {limits.max_depth}")
     return doc
 
 
