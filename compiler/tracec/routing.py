@@ -45,7 +45,7 @@ def route_file(bundle: Path, embeddings: Optional[Path], traces: Optional[Path],
                "coverage": dec(float(np.mean(batch.handled)) if len(decisions) else 0.0),
                "gate": router.manifest["policy"]["gate"]}
     summary["alpha"] = router.manifest["policy"]["alpha"]
-    summary["ood_share"] = dec(_ood_share(batch))
+    summary["ood_share"] = dec(batch.ood_share)  # rows the bundle's OOD gate deferred
     if rows is not None and rows.teachers is not None:
         summary.update(_agreement(rows, labels, batch))
         summary.update(_live_ta(summary, router.manifest, np.asarray(batch.handled, dtype=bool)))
@@ -89,11 +89,6 @@ def _unseen(teachers, labels: list[str]) -> dict:
     known = set(labels)
     unseen = [t for t in teachers if t not in known]
     return {"unseen_teacher_rows": len(unseen), "unseen_teacher_labels": sorted(set(unseen))}
-
-
-def _ood_share(batch) -> float:
-    """Share of rows the bundle's out-of-distribution gate deferred (0 without a gate)."""
-    return batch.ood_share
 
 
 def _warnings(summary: dict) -> list[str]:
