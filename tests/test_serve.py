@@ -285,6 +285,8 @@ def test_sigterm_finishes_and_exits_cleanly_and_flushes_the_log(compiled, tmp_pa
     decisions = [r for r in rows if r["kind"] == "decision"]
     assert len(decisions) == 50 and all(r["bundle"] == doc["bundle"] for r in rows)
     assert {r["provenance"] for r in decisions} <= {"surrogate", "deferred"}
+    # audit rate 1: every decision, handled or deferred, is in the uniform sample
+    assert all(r["audit_rate"] == 1 and r["sampled"] and 0 <= r["sample_u"] < 1 for r in decisions)
     fb = [r for r in rows if r["kind"] == "feedback"]
     assert len(fb) == 1 and fb[0]["provenance"] == "teacher" and fb[0]["audited"] is True
 

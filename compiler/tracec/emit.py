@@ -14,7 +14,7 @@ from tracec.artifacts import CostInputs, EvalRows, build_artifacts
 from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
-from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
+from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal, Sampling,
                              ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
 from tracec.ood import manifest_record
@@ -119,8 +119,12 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
         inputs=Inputs(traces_sha256=data.traces.rows_sha256, traces_rows=data.n,
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
-        tool_versions=_tool_versions(),
+        tool_versions=_tool_versions(), sampling=_sampling(data.traces.sampling),
         files={k: FileDigest(**v) for k, v in file_digests(root).items()})
+
+
+def _sampling(record) -> Optional[Sampling]:
+    return None if record is None else Sampling(**{**record, "sample_rate": dec(record["sample_rate"])})
 
 
 def _stage_info(stage) -> StageInfo:

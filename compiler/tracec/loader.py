@@ -58,7 +58,8 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
             raise _error(name, lineno, e) from None
         except TraceFileError as e:
             raise _hinted(e, fmt, obj, format) from None
-    if join is not None and join.orphans():
+    sampling = join.finish(skipped) if isinstance(join, formats.decision_log.Reader) else None
+    if isinstance(join, formats.openai_batch.Join) and join.orphans():
         skipped[formats.openai_batch.ORPHAN] += join.orphans()
     if not records:
         kinds = "; ".join(f"{n:,} {reason}" for reason, n in sorted(skipped.items()))
@@ -83,6 +84,8 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
         sha256=sha256,
         format=fmt,
         skipped=dict(sorted(skipped.items())),
+        certifiable=None if sampling is None else join.certifiable,
+        sampling=sampling,
     )
 
 
@@ -106,6 +109,9 @@ def _mapping(i: int, obj: Any) -> dict[str, Any]:
 
 
 def _rows_function(name: str, fmt: str, batch_output):
+    if fmt == formats.decision_log.NAME and batch_output is None:
+        reader = formats.decision_log.Reader()  # joins decisions with their feedback
+        return reader.rows, reader
     if fmt != formats.openai_batch.NAME:
         if batch_output is not None:
             raise ParameterError("batch_output", "load_traces", "given only with the openai-batch "

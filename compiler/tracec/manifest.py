@@ -150,6 +150,21 @@ class Inputs(_Model):
     embeddings_sha256: str
 
 
+class Sampling(_Model):
+    """A decision log's rows by use (docs/guarantee.md, "Production logs")."""
+
+    decisions: int = Field(description="decision rows read")
+    sample_rate: Dec = Field(description="the smallest audit rate in the log: a request is "
+                                         "certifiable iff its sample_u is below it")
+    dropped_surrogate_only: int = Field(description="decisions the surrogate answered alone, "
+                                                    "never fed back: not teacher labels")
+    training_only: int = Field(description="teacher-labelled rows outside the uniform sample")
+    certifiable: int = Field(description="teacher-labelled rows in the uniform sample: the only "
+                                         "rows calibration and shadow are drawn from")
+    sampled_without_label: int = Field(description="sampled decisions never fed back (should "
+                                                   "be 0: the sample is uniform only if complete)")
+
+
 class FastPathRecord(_Model):
     """The compile-time identity check of the numpy fast path against the graph."""
 
@@ -186,6 +201,8 @@ class Manifest(_Model):
     tool_versions: dict[str, str]
     fastpath: Optional[FastPathRecord] = Field(
         default=None, description="null when the surrogate has no numpy fast path (e.g. trees)")
+    sampling: Optional[Sampling] = Field(
+        default=None, description="null unless the traces are a decision log")
     files: dict[str, FileDigest]
 
     def to_bytes(self) -> bytes:

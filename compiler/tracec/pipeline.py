@@ -70,7 +70,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     data = clock("embed", lambda: embed_inputs(config, traces, say))
     if config.fractions is None:  # --split auto: from the trace count; the manifest records it
         config = replace(config, fractions=auto_fractions(data.n))
-    splits = split_rows(data.n, config.seed, config.fractions)
+    splits = split_rows(data.n, config.seed, config.fractions, data.traces.certifiable)
     X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
     say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))

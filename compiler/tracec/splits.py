@@ -3,7 +3,9 @@
 Rows are assigned by one seeded permutation, not stratified and not
 re-balanced: calibration and shadow keep the production label mix, and every
 split is an exchangeable sample of the traces, which is what the calibration
-guarantee (docs/guarantee.md) assumes.
+guarantee (docs/guarantee.md) assumes.  When only some rows are a known-rate sample
+of traffic (a decision log: ``Traces.certifiable``), calibration and shadow are drawn
+from those rows only and every other row goes to train / validation.
 """
 
 from __future__ import annotations
@@ -63,9 +65,14 @@ def check_fractions(values: tuple[float, ...]) -> tuple[float, ...]:
     return values
 
 
-def split_rows(n_rows: int, seed: int, fractions=DEFAULT_FRACTIONS) -> Splits:
-    """Split ``range(n_rows)`` into four disjoint, sorted index arrays."""
+def split_rows(n_rows: int, seed: int, fractions=DEFAULT_FRACTIONS, certifiable=None) -> Splits:
+    """Split ``range(n_rows)`` into four disjoint, sorted index arrays.
+
+    ``certifiable`` (a boolean per row, or None for all): calibration and shadow take all the
+    certifiable rows, in the ratio of their fractions; train and validation the others."""
     fractions = check_fractions(tuple(fractions))
+    if certifiable is not None:
+        return _masked(n_rows, seed, fractions, np.asarray(certifiable, dtype=bool))
     counts = [int(np.floor(f * n_rows)) for f in fractions[1:]]
     n_train = n_rows - sum(counts)
     if min(counts + [n_train]) < 20:
@@ -76,3 +83,21 @@ def split_rows(n_rows: int, seed: int, fractions=DEFAULT_FRACTIONS) -> Splits:
     bounds = np.cumsum([n_train] + counts)
     parts = np.split(order, bounds[:-1])
     return Splits(*(np.sort(p).astype(np.int64) for p in parts))
+
+
+def _masked(n_rows: int, seed: int, fractions: tuple[float, ...], mask: np.ndarray) -> Splits:
+    if mask.shape != (n_rows,):
+        raise InputError(f"traces: expected a certifiable flag per row ({n_rows}), found {mask.shape}")
+    rng = np.random.default_rng(seed)
+    groups = []
+    for rows, (a, b), names in ((np.flatnonzero(~mask), fractions[:2], "train/validation (training-only"),
+                                (np.flatnonzero(mask), fractions[2:], "calibration/shadow (certifiable")):
+        order = rows[rng.permutation(len(rows))]
+        first = len(rows) - int(np.floor(b / (a + b) * len(rows)))
+        if min(first, len(rows) - first) < 20:
+            raise InputError(f"traces: expected at least 20 rows in every split; {names} rows: "
+                             f"{len(rows)}) give {min(first, len(rows) - first)}. Collect more "
+                             "traces (certifiable rows are the uniformly sampled requests: raise "
+                             "the service's --audit-rate).")
+        groups += [order[:first], order[first:]]
+    return Splits(*(np.sort(p).astype(np.int64) for p in groups))

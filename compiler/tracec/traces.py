@@ -135,6 +135,9 @@ class Traces:
     sha256: Optional[str]  # of the source's (decompressed) bytes; None for in-memory records
     format: str = "jsonl"
     skipped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows of other kinds
+    #: Per row: usable for certification (a uniform traffic sample); None means every row is.
+    certifiable: Optional[tuple[bool, ...]] = None
+    sampling: Optional[dict[str, Any]] = None  # decision-log counts (formats.decision_log)
 
     @functools.cached_property
     def rows_sha256(self) -> str:
@@ -147,7 +150,8 @@ class Traces:
 
     def summary(self) -> dict[str, Any]:
         """What was read: the format, the rows kept and the rows skipped by reason."""
-        return {"format": self.format, "rows": self.n, "skipped": dict(self.skipped)}
+        out = {"format": self.format, "rows": self.n, "skipped": dict(self.skipped)}
+        return out if self.sampling is None else {**out, "sampling": dict(self.sampling)}
 
     @property
     def n(self) -> int:

@@ -30,6 +30,13 @@ log = logging.getLogger("tracec.serve")
 PENDING_MAX = 200_000
 
 
+def sample_u(seed: int, request_id: str) -> float:
+    """A uniform number in [0, 1) fixed by the request id: the request is in the uniform
+    traffic sample iff it is below the audit rate (handled or deferred alike)."""
+    h = hashlib.sha256(f"{seed}:{request_id}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0 ** 64
+
+
 @dataclass(frozen=True)
 class Loaded:
     router: Router
@@ -149,11 +156,11 @@ class Service:
             self._counter += n
         return [f"{self._boot}-{i:x}" for i in range(start, start + n)]
 
+    def _sample_u(self, request_id: str) -> float:
+        return sample_u(self.audit_seed, request_id)
+
     def _audited(self, request_id: str) -> bool:
-        if self.audit_rate <= 0.0:
-            return False
-        h = hashlib.sha256(f"{self.audit_seed}:{request_id}".encode()).digest()
-        return int.from_bytes(h[:8], "big") / 2.0 ** 64 < self.audit_rate
+        return self.audit_rate > 0.0 and self._sample_u(request_id) < self.audit_rate
 
     def route(self, req: RouteRequest, texts_fn=None) -> tuple[Loaded, list[dict]]:
         cur = self.current()
@@ -208,8 +215,11 @@ class Service:
         if self._log is not None:
             texts = req.texts if req.kind == "text" else [None] * n
             for d, text in zip(out, texts):
+                u = self._sample_u(d["request_id"])  # sampled rows: certifiable (docs/guarantee.md)
                 self._log({"kind": "decision", "time": time.time(), "bundle": cur.digest,
-                           "input": text, "provenance": "surrogate" if d["handled"] else "deferred", **d})
+                           "input": text, "provenance": "surrogate" if d["handled"] else "deferred",
+                           "audit_rate": self.audit_rate, "sample_u": u,
+                           "sampled": self.audit_rate > 0.0 and u < self.audit_rate, **d})
         return out
 
     # --------------------------------------------------------------- feedback
