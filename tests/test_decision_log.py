@@ -158,7 +158,7 @@ def test_compile_from_a_banking77_decision_log(tmp_path):
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     np.save(emb, X[kept])
     run_tracec("compile", log, "--embeddings", emb, "--embedder-id",
-               "sentence-transformers/all-MiniLM-L6-v2", "--alpha", "0.9,0.8", "--out", out,
+               "sentence-transformers/all-MiniLM-L6-v2", "--alpha", "0.9,0.8", "--unsigned", "--out", out,
                check_code=0)
     m = read_json(out / "manifest.json")
     s, c = m["sampling"], m["counts"]

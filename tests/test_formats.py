@@ -33,6 +33,7 @@ CASES = {
     "otel_genai.jsonl": ("otel-genai", {}),
     "langfuse.jsonl": ("langfuse", {}),
     "langsmith.jsonl": ("langsmith", {}),
+    "decision_log.jsonl": ("decision-log", {}),
 }
 
 
@@ -54,8 +55,11 @@ def test_every_format_reads_the_same_rows_and_counts_skips(name, fmt):
     assert t.format == expected_format
     assert list(zip(t.inputs, t.teachers)) == fixtures.ROWS
     assert t.skipped == fixtures.EXPECTED_SKIPS[name]
-    assert t.summary() == {"format": expected_format, "rows": len(fixtures.ROWS),
-                           "skipped": fixtures.EXPECTED_SKIPS[name]}
+    summary = t.summary()
+    if expected_format == "decision-log":  # and which rows may certify (tests/test_decision_log.py)
+        assert summary.pop("sampling")["certifiable"] == 3 and t.certifiable == (True,) * 3 + (False,) * 3
+    assert summary == {"format": expected_format, "rows": len(fixtures.ROWS),
+                       "skipped": fixtures.EXPECTED_SKIPS[name]}
     # same rows => same content digest, whatever the container (the manifest's traces_sha256)
     assert t.rows_sha256 == load_traces(FIXTURES / "jsonl.jsonl").rows_sha256
 
