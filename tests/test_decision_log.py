@@ -22,6 +22,7 @@ from tracec.errors import TraceFileError
 from tracec.formats import decision_log, sniff
 from tracec.splits import split_rows
 from tracec.traces import load_traces
+from tracec_runtime import Router
 from tracec_runtime.serve.service import sample_u
 
 ALPHA, DELTA, RATE, HARD = 0.90, 0.10, 0.05, 0.25
@@ -157,15 +158,33 @@ def test_compile_from_a_banking77_decision_log(tmp_path):
     log, emb, out = tmp_path / "decisions.jsonl", tmp_path / "x.npy", tmp_path / "bundle"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     np.save(emb, X[kept])
-    run_tracec("compile", log, "--embeddings", emb, "--embedder-id",
-               "sentence-transformers/all-MiniLM-L6-v2", "--alpha", "0.9,0.8", "--unsigned", "--out", out,
-               check_code=0)
-    m = read_json(out / "manifest.json")
+    proc = run_tracec("compile", log, "--embeddings", emb, "--embedder-id",
+                      "sentence-transformers/all-MiniLM-L6-v2", "--alpha", "0.9,0.8", "--unsigned",
+                      "--out", out, "--json", check_code=0)
+    doc, m = json.loads(proc.stdout), read_json(out / "manifest.json")
     s, c = m["sampling"], m["counts"]
-    assert m["config"]["format"] == "decision-log" if "format" in m["config"] else True
+    assert doc["traces"]["format"] == "decision-log" and doc["traces"]["sampling"]["certifiable"] == s["certifiable"]
     assert s["decisions"] == len(recs) and s["sample_rate"] == "0.3"
-    assert s["dropped_surrogate_only"] == len(recs) - len(kept)
+    assert s["dropped_surrogate_only"] == len(recs) - len(kept) and s["sampled_without_label"] == 0
     assert s["certifiable"] == sum(sample_u(0, f"b-{i:x}") < 0.3 for i in kept)
     assert c["total"] == len(kept) == s["certifiable"] + s["training_only"]
     assert c["calibration"] + c["shadow"] == s["certifiable"]
-    run_tracec("verify", out, "--allow-unsigned", check_code=0)
+    # the shadow split the compile measured is the certifiable one: the runtime reproduces it
+    traces = load_traces(log)
+    splits = split_rows(traces.n, m["seed"], tuple(map(float, m["config"]["fractions"].split(","))),
+                        traces.certifiable)
+    assert np.array(traces.certifiable)[splits.shadow].all()
+    router = Router.load(out, allow_unsigned=True)
+    assert int(np.sum(router.route_batch(X[kept][splits.shadow]).handled)) == m["shadow"]["n_handled"]
+    html = tmp_path / "r.html"
+    run_tracec("report", out, "--allow-unsigned", "--out", html, check_code=0)
+    assert f"{s['certifiable']:,} certifiable" in html.read_text("utf-8")
+    print(f"banking77 decision log: {s}; counts {c}; gate {m['policy']['gate']} alpha "
+          f"{m['policy']['alpha']}, shadow coverage {m['shadow']['coverage']} TA {m['shadow']['ta']}")
+    if m["policy"]["gate"] == "open":  # the untouched test split: TA not credibly below alpha
+        proc = run_tracec("route", out, "--embeddings", data_path("banking77", "test.minilm-l6-v2.f16.npy"),
+                          "--traces", data_path("banking77", "traces_qwen3-30b", "test.jsonl"),
+                          "--allow-unsigned", "--json", check_code=0)
+        summary = json.loads(proc.stdout)["summary"]
+        print(f"banking77 test: coverage {summary['coverage']} TA {summary['ta_handled']}")
+        assert summary["ta_below_alpha"] is False

@@ -175,4 +175,11 @@ def describe_read(traces: Traces) -> str:
         total = sum(traces.skipped.values())
         text += f"; skipped {total:,}: " + ", ".join(f"{n:,} {reason}"
                                                     for reason, n in traces.skipped.items())
+    if traces.sampling is not None:
+        s = traces.sampling
+        text += (f"; certifiable {s['certifiable']:,} (uniform sample at rate {s['sample_rate']:g}), "
+                 f"training-only {s['training_only']:,}")
+        if s["sampled_without_label"]:
+            text += (f"; WARNING {s['sampled_without_label']:,} sampled decisions have no teacher "
+                     "label (post every deferred and audited label)")
     return text

@@ -23,6 +23,8 @@ class TracesRead(_Out):
     format: str
     rows: int
     skipped: dict[str, int]
+    sampling: Optional[dict[str, Any]] = Field(
+        None, description="decision-log only: rows by use (the manifest's sampling)")
 
 
 class ErrorInfo(_Out):
