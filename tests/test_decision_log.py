@@ -188,3 +188,16 @@ def test_compile_from_a_banking77_decision_log(tmp_path):
         summary = json.loads(proc.stdout)["summary"]
         print(f"banking77 test: coverage {summary['coverage']} TA {summary['ta_handled']}")
         assert summary["ta_below_alpha"] is False
+
+
+def test_a_log_without_sampling_fields_certifies_nothing_and_the_split_refuses():
+    """A log written before audit_rate/sample_u were logged: every row is training-only, and
+    the split refuses (fail closed) rather than certify on the deferral-biased rows."""
+    from tracec.errors import InputError
+
+    rows, _ = log_rows(600, 0.5)
+    old = [{k: v for k, v in r.items() if k not in ("audit_rate", "sample_u", "sampled")} for r in rows]
+    traces = load_traces(old)
+    assert traces.sampling["certifiable"] == 0 and not any(traces.certifiable)
+    with pytest.raises(InputError, match="certifiable"):
+        split_rows(traces.n, 0, (0.55, 0.15, 0.15, 0.15), traces.certifiable)
