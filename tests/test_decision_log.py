@@ -163,7 +163,8 @@ def test_compile_from_a_banking77_decision_log(tmp_path):
                       "--out", out, "--json", check_code=0)
     doc, m = json.loads(proc.stdout), read_json(out / "manifest.json")
     s, c = m["sampling"], m["counts"]
-    assert doc["traces"]["format"] == "decision-log" and doc["traces"]["sampling"]["certifiable"] == s["certifiable"]
+    assert doc["traces"]["format"] == "decision-log"
+    assert doc["traces"]["sampling"]["certifiable"] == s["certifiable"]
     assert s["decisions"] == len(recs) and s["sample_rate"] == "0.3"
     assert s["dropped_surrogate_only"] == len(recs) - len(kept) and s["sampled_without_label"] == 0
     assert s["certifiable"] == sum(sample_u(0, f"b-{i:x}") < 0.3 for i in kept)

@@ -88,7 +88,8 @@ class Reader:
             skipped[reason] = skipped.get(reason, 0) + 1
         rate = min(self.rates) if self.rates else 0.0
         self.certifiable = tuple(u is not None and rate > 0.0 and u < rate for u in self.units)
-        unlabelled = sum(1 for d in self.pending.values() if d["u"] is not None and rate > 0 and d["u"] < rate)
+        unlabelled = sum(1 for d in self.pending.values()
+                         if d["u"] is not None and rate > 0.0 and d["u"] < rate)
         n_cert = sum(self.certifiable)
         return {"decisions": self.n_decisions, "sample_rate": rate,
                 "dropped_surrogate_only": skipped.get(SURROGATE_ONLY, 0),
