@@ -1,6 +1,7 @@
 """Generated edge code vs the Python runtime's numpy engine, side by side in one run.
 
     python -m benchmarks.codegen_bench [--bundle DIR --public-key PUB] [--data ../shared/data]
+        [--langs c,c-portable,...] [--baseline CHECKOUT]
 
 Without ``--bundle`` it compiles Banking77's 10,003 training rows with the gold intent
 as the teacher and ``--families l2d`` (one 77-class linear stage + acceptor + tau) into a
@@ -8,7 +9,10 @@ temporary directory.  Per language: source size, weights size, the example progr
 ``--bench`` numbers (weights load, single-decision p50/p99 over every test row,
 batch throughput) and, for comparison, the source size and build/load cost of
 inlining the weights as literals.  The Python runtime (numpy engine, one BLAS
-thread) is measured in this process on the same rows.  Writes
+thread) is measured in this process on the same rows.  ``--baseline CHECKOUT`` (another
+checkout of this repository, e.g. ``git archive REV | tar -x -C DIR``) adds ``c (baseline)``
+and ``c-portable (baseline)``: the C package that checkout generates for the same bundle,
+built and timed in the same run (before/after side by side).  Writes
 ``benchmarks/results/codegen.json`` and prints a Markdown table (docs/codegen.md).
 """
 
@@ -121,12 +125,23 @@ def _timed(fn, arg) -> int:
     return time.perf_counter_ns() - t0
 
 
-def _package(bundle: Path, pub, lang: str, tmp: Path, X_path: Path, repeat: int) -> dict:
-    from tracec.codegen import codegen
+def _generate(bundle: Path, pub, lang: str, out: Path, checkout) -> None:
+    if checkout is None:
+        from tracec.codegen import codegen
+        codegen(bundle, lang, out, public_key=pub, allow_unsigned=pub is None)
+        return
+    paths = os.pathsep.join(str(Path(checkout) / d) for d in ("compiler", "runtime"))
+    _run([sys.executable, "-c", "import sys; from tracec.codegen import codegen; "
+          "codegen(sys.argv[1], sys.argv[2], sys.argv[3], public_key=sys.argv[4] or None, "
+          "allow_unsigned=not sys.argv[4])", str(bundle), lang, str(out), str(pub or "")],
+         env={"PYTHONPATH": paths})
 
+
+def _package(bundle: Path, pub, lang: str, tmp: Path, X_path: Path, repeat: int,
+             checkout=None) -> dict:
     base = "c" if lang.startswith("c") else lang
-    out = tmp / f"pkg-{lang}"
-    codegen(bundle, base, out, public_key=pub, allow_unsigned=pub is None)
+    out = tmp / f"pkg-{lang}{'-baseline' if checkout else ''}"
+    _generate(bundle, pub, base, out, checkout)
     sources = {p.relative_to(out).as_posix(): p.stat().st_size for p in out.rglob("*")
                if p.is_file() and p.name not in ("weights.bin", "codegen.dsse.json")}
     env = {"CFLAGS": ""} if lang == "c-portable" else {}
@@ -150,6 +165,10 @@ def main(argv=None) -> int:
     ap.add_argument("--python-rows", type=int, default=300,
                     help="rows for the generated pure-Python package (it is slow)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--langs", default=",".join(LANGS),
+                    help=f"comma-separated subset of {','.join(LANGS)}")
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout: also time the C packages it generates")
     args = ap.parse_args(argv)
     X = np.load(args.data / "banking77" / "test.minilm-l6-v2.f16.npy").astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="codegen-bench-") as t:
@@ -166,7 +185,8 @@ def main(argv=None) -> int:
                    "runtime_numpy": _python_runtime(bundle, args.public_key, X, args.repeat),
                    "langs": {}}
         weights = None
-        for lang in LANGS:
+        langs = [lang for lang in LANGS if lang in args.langs.split(",")]
+        for lang in langs:
             if shutil.which(TOOLS[lang]) is None:
                 print(f"skip {lang}: {TOOLS[lang]} not found", file=sys.stderr)
                 continue
@@ -178,6 +198,10 @@ def main(argv=None) -> int:
                 r.update(_inline_cost(lang, weights, tmp))
             results["langs"][lang] = r
             print(f"{lang}: {r}", file=sys.stderr)
+            if args.baseline is not None and lang in ("c", "c-portable"):
+                r = _package(bundle, args.public_key, lang, tmp, rows, args.repeat, args.baseline)
+                results["langs"][f"{lang} (baseline)"] = r
+                print(f"{lang} (baseline): {r}", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(table(results))

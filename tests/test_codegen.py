@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -131,6 +133,32 @@ def test_bad_input_is_an_error_never_a_decision(cascade, keys, X, root, lang):
     short = np.ascontiguousarray(X[:2], dtype="<f4").tobytes()[:-4]   # wrong dimension
     proc = run_example(pkg, np.frombuffer(short, dtype="<f4"))
     assert proc.returncode == 3 and b"multiple of" in proc.stderr
+
+
+def test_c_fallback_build_and_plain_c_kernel_print_the_same_bits(cascade, keys, X, root,
+                                                               tmp_path):
+    """build.sh without -march=native when the compiler refuses it, and the plain-C mat-vec
+    (no vector extension), print exactly the default build's decisions and scores: every
+    path computes the same float32 sums (Banking77 rows mostly pass the gate's first-prototype
+    shortcut; the random and MNLI rows need every prototype)."""
+    pkg = built(cascade, "c", root, keys[1])
+    want = run_example(pkg, X, "--scores")
+    assert want.returncode == 0
+    refuses_native = tmp_path / "cc"
+    refuses_native.write_text('#!/bin/sh\nfor a; do [ "$a" = -march=native ] && exit 1; done\n'
+                              'exec cc "$@"\n')
+    refuses_native.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("CC", "CFLAGS")}
+    for i, extra in enumerate(({"CC": str(refuses_native)},
+                               {"CFLAGS": "-march=native -DTC_NO_VECTOR_EXT"})):
+        other = tmp_path / f"pkg{i}"
+        shutil.copytree(pkg, other)
+        (other / "route_example").unlink()
+        proc = subprocess.run(["sh", "build.sh"], cwd=other, env={**base, **extra},
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (extra, proc.stderr)
+        got = run_example(other, X, "--scores")
+        assert got.returncode == 0 and got.stdout == want.stdout, extra
 
 
 @pytest.mark.parametrize("lang", LANGS)

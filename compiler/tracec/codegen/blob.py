@@ -50,11 +50,30 @@ def _trees(m: Trees, w: _Words) -> dict:
             "wvalue": w.add(m.wvalue, "<f4")}
 
 
-def _ood(g: OOD, w: _Words) -> dict:
-    """The gate: prototypes [M, D] row-major, the threshold (float32 words)."""
+def _ood(g: OOD, w: _Words, policy: Policy) -> dict:
+    """The gate: prototypes [M, D] row-major, the threshold (float32 words), and a probe."""
     return {"kind": g.kind, "method": g.method, "m": int(g.prototypes.shape[0]),
             "prototypes": w.add(g.prototypes, "<f4"),
-            "threshold": w.add(np.array([g.threshold], np.float32), "<f4")}
+            "threshold": w.add(np.array([g.threshold], np.float32), "<f4"),
+            "probe": _probe(g, policy)}
+
+
+def _probe(g: OOD, policy: Policy) -> list:
+    """Per global label, the prototype an emitter may try first (-1: none): the one closest
+    in cosine to stage 1's weight row of the label (a linear stage 1 only).  Only a speed hint:
+    a gate that tries it first and falls back to every prototype decides the same."""
+    probe = [-1] * len(policy.labels)
+    st = policy.stages[0]
+    if st.model.kind != "dense" or len(st.model.layers) != 1 or st.model.output == "logistic":
+        return probe
+    W = np.asarray(st.model.layers[0][0], np.float64)
+    W = W - W.mean(axis=0)
+    W /= np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)
+    P = np.asarray(g.prototypes, np.float64)
+    best = np.argmax(np.einsum("cd,md->cm", W, P), axis=1)
+    for col, label in enumerate(st.classes):
+        probe[int(label)] = int(best[col])
+    return probe
 
 
 _KINDS = {"dense": _dense, "trees": _trees}
@@ -73,7 +92,7 @@ def pack(policy: Policy) -> tuple[bytes, dict]:
                "log_k": w.add(np.array([np.log(k)], np.float32), "<f4")}
         doc.update(_KINDS[st.model.kind](st.model, w))
         stages.append(doc)
-    ood = None if policy.ood is None else _ood(policy.ood, w)
+    ood = None if policy.ood is None else _ood(policy.ood, w, policy)
     data = b"".join(w.parts)
     layout = {"mode": policy.mode, "dim": policy.dim, "labels": list(policy.labels),
               "n_labels": len(policy.labels), "gate_open": policy.gate_open,
