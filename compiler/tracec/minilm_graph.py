@@ -46,7 +46,7 @@ def _column_scale(init, columns: int) -> bool:
     return init.data_type == TensorProto.FLOAT and list(init.dims) == [1, columns]
 
 
-def _dequantised(graph, inits, producer, users, mul):
+def _dequantised(inits, producer, users, mul):
     """``(cast, q, s)`` when ``mul`` is ``Cast(q int8 initializer) * s initializer``."""
     cast = producer.get(mul.input[0]) if mul.op_type == "Mul" and mul.domain == "" else None
     if cast is None or cast.op_type != "Cast" or len(users.get(mul.input[0], [])) != 1:
@@ -64,10 +64,10 @@ def rewrite(model: bytes) -> bytes:
     inits = {i.name: i for i in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
     users = _consumers(graph)
-    replace, drop, scales = {}, set(), []
+    replace, drop, scales, unused = {}, set(), [], set()
     for node in graph.node:
         if node.op_type == "Gather" and node.domain == "" and node.input[0] in producer:
-            found = _dequantised(graph, inits, producer, users, producer[node.input[0]])
+            found = _dequantised(inits, producer, users, producer[node.input[0]])
             if (found is None or len(users[node.input[0]]) != 1
                     or any(a.name == "axis" and a.i != 0 for a in node.attribute)
                     or not _row_scale(found[2], found[1].dims[0])):
@@ -83,12 +83,14 @@ def rewrite(model: bytes) -> bytes:
                 helper.make_node("Mul", [f"{out}_f", f"{out}_scale"], [out], name=name)]
             drop |= {id(cast), id(producer[node.input[0]])}
     for mul in graph.node:
-        found = None if id(mul) in drop else _dequantised(graph, inits, producer, users, mul)
-        if found is None or len(found[1].dims) != 2 or not _column_scale(found[2], found[1].dims[1]):
+        found = None if id(mul) in drop else _dequantised(inits, producer, users, mul)
+        if (found is None or len(found[1].dims) != 2
+                or not _column_scale(found[2], found[1].dims[1])):
             continue
         cast, q, s = found
         column = numpy_helper.from_array(numpy_helper.to_array(s).reshape(-1), f"{s.name}_column")
         scales.append(column)
+        unused |= {s.name} if len(users[s.name]) == 1 else set()
         replace[id(mul)] = [helper.make_node("DequantizeLinear", [q.name, column.name],
                                              [mul.output[0]], name=mul.name, axis=1)]
         drop.add(id(cast))
@@ -98,5 +100,7 @@ def rewrite(model: bytes) -> bytes:
             nodes.extend(replace.get(id(node), [node]))
     del graph.node[:]
     graph.node.extend(nodes)
-    graph.initializer.extend(scales)
+    kept = [i for i in graph.initializer if i.name not in unused]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + scales)
     return proto.SerializeToString(deterministic=True)
