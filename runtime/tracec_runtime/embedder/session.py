@@ -13,6 +13,7 @@ from tracec_runtime.onnx_check import check_onnx_bytes
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
+DISABLE_QDQ = "session.disable_quant_qdq"
 
 #: Operators a BERT-style sentence encoder (fp32 or int8-quantised) is built from: the packaged
 #: all-MiniLM-L6-v2 int8 graph uses a subset; anything else is refused before onnxruntime sees it.
@@ -39,6 +40,10 @@ def embedder_session(model: bytes, where: str):
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     options.add_session_config_entry("session.load_model_format", "ONNX")
+    # The compiler writes weights as DequantizeLinear (tracec/minilm_graph.py) so constant
+    # folding builds them in one step; the QDQ fusions would replace them with MatMulNBits
+    # quantising the activations: other numbers than the compiler certified on.
+    options.add_session_config_entry(DISABLE_QDQ, "1")
     try:
         session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own, unrelated exception types
