@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=20_000)
     p.add_argument("--request-timeout", type=float, default=10.0)
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching wait for text requests")
-    p.add_argument("--embed-calls", type=int, default=2,
-                   help="text micro-batches embedded at once, each in its own worker thread")
+    p.add_argument("--embed-calls", type=int, default=1,
+                   help="text micro-batches embedded at once, each in its own worker thread (2 on an idle 2-core host)")
     p.add_argument("--log-level", default="info")
     return p
 
