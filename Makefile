@@ -2,6 +2,7 @@
 #   make demo   create .venv, install both packages, compile/verify/route the example traces
 #   make test   the test suite (installs the same environment first)
 #   make bench  benchmarks against tracer-llm (writes docs/benchmarks.md)
+#   make soak   the serve load test alone, with a 5-minute soak sampling the server's RSS
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := out
 
-.PHONY: demo test bench bench-quick schemas clean
+.PHONY: demo test bench bench-quick soak schemas clean
 
 $(STAMP): pyproject.toml runtime/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --data ../shared/data
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || echo "wrk unavailable: the serve load test is skipped" >&2
 	$(BIN)/python -m benchmarks.product --data ../shared/data
+
+soak: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
+	$(BIN)/python -m benchmarks.product --data ../shared/data --only serve --soak-s 300
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick --data ../shared/data

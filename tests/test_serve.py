@@ -7,6 +7,7 @@ loopback port and talks HTTP to it with the standard library.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import json
@@ -23,6 +24,7 @@ import pytest
 
 from conftest import data_path, run_tracec, signed_banking77_bundle, write_subset
 from tracec_runtime import Router
+from tracec_runtime.serve.batcher import MicroBatcher
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
@@ -397,3 +399,36 @@ def test_text_requests_match_route_texts_and_are_micro_batched(text_bundle):
         assert status == 200 and {d["reason"] for d in doc["decisions"]} == {"out_of_distribution"}
     finally:
         srv.stop()
+
+
+def test_batcher_runs_at_most_max_inflight_embedder_calls_at_once(text_bundle):
+    """Two micro-batches embed at once in worker threads (two cores), never more, same answers."""
+    bundle, pub, texts = text_bundle
+    router = Router.load(bundle, pub)
+    local = router.route_texts(texts)
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def counted(batch):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            return router.route_texts(batch)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    async def drive(batcher):
+        views = await asyncio.gather(*(batcher.submit(counted, [t]) for t in texts))
+        await batcher.close()
+        return views
+
+    for inflight in (1, 2):
+        state.update(now=0, most=0)
+        batcher = MicroBatcher(max_wait_s=0.05, max_rows=4, max_inflight=inflight)
+        views = asyncio.run(drive(batcher))
+        assert state["most"] == inflight and batcher.calls >= len(texts) // 4
+        assert [bool(v.handled[0]) for v in views] == local.handled.tolist()
+        assert [int(v.label_index[0]) for v in views] == local.label_index.tolist()
+    with pytest.raises(ValueError, match="max_inflight must be at least 1, found 0"):
+        MicroBatcher(max_inflight=0)

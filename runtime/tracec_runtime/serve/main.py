@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=20_000)
     p.add_argument("--request-timeout", type=float, default=10.0)
     p.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching wait for text requests")
+    p.add_argument("--embed-calls", type=int, default=1,
+                   help="text micro-batches embedded at once, each in its own worker thread (2 on an idle 2-core host)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -93,7 +95,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     app = create_app(service, limits, admin_token=_token(args.admin_token_file),
                      request_timeout=args.request_timeout,
-                     batcher=MicroBatcher(max_wait_s=args.batch_wait_ms / 1000.0),
+                     batcher=MicroBatcher(max_wait_s=args.batch_wait_ms / 1000.0,
+                                           max_inflight=args.embed_calls),
                      on_startup=[on_startup], on_shutdown=[dlog.close] if dlog else [])
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=False, timeout_graceful_shutdown=30, lifespan="on")
