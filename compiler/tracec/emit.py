@@ -120,6 +120,8 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(),
+        rules=None if config.rules is None else config.rules.rules.model_validate(
+            config.rules.rules.record()),
         files={k: FileDigest(**v) for k, v in file_digests(root).items()})
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tracec.rules import RoutingRules
 from tracec_runtime.canonical import canonical_file_bytes
 
 FORMAT_VERSION = "2"  # tracec_runtime.envelope.FORMAT_VERSION
@@ -187,6 +188,9 @@ class Manifest(_Model):
     fastpath: Optional[FastPathRecord] = Field(
         default=None, description="null when the surrogate has no numpy fast path (e.g. trees)")
     files: dict[str, FileDigest]
+    rules: Optional[RoutingRules] = Field(
+        default=None, description="the routing rules (compile --rules) the certificate accounts "
+                                  "for; null: none (bundles before them)")
 
     def to_bytes(self) -> bytes:
         return canonical_file_bytes(self.model_dump(mode="json"))

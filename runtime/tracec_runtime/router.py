@@ -61,6 +61,30 @@ def _policy(manifest: dict, where: str) -> tuple[tuple, int, np.float32, bool]:
     return tuple(labels), dim, tau, gate == "open"
 
 
+RULE_NEVER = "rule:never_handle"  # the Decision flag (and reason) of a never_handle deferral
+
+
+def _never(manifest: dict, labels: tuple, where: str) -> Optional[np.ndarray]:
+    """bool per label index from ``manifest.rules.never_handle``; None without such a rule
+    (bundles before rules have no ``rules`` field).  Unknown labels: UnsupportedFormatError."""
+    rules = manifest.get("rules")
+    if rules is None:
+        return None
+    names = rules.get("never_handle") if isinstance(rules, dict) else None
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise UnsupportedFormatError(f"{where}: field 'rules.never_handle' must be a list of "
+                                     f"strings; found {names!r:.80}")
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        raise UnsupportedFormatError(f"{where}: field 'rules.never_handle' names {unknown[0]!r}, "
+                                     f"not one of the bundle's labels")
+    if not names:
+        return None
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[[labels.index(x) for x in names]] = True
+    return mask
+
+
 class Router:
     """A verified bundle, ready to route.  Build with :meth:`Router.load`.
 
@@ -84,6 +108,8 @@ class Router:
         self._run, self._run_one = self._engine.run, self._engine.run_one
         self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
+        # manifest.rules.never_handle, enforced here for both engines alike
+        self._never = _never(bundle.manifest, self._labels, where)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], public_key: object = None, *,
@@ -163,18 +189,25 @@ class Router:
         if handled and not score >= self._tau_f and self._gate_open:
             handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
-        if handled and self._gate_open:
+        ruled = handled and self._never is not None and bool(self._never[k])
+        if handled and self._gate_open and not ruled:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
         label = None if fallback is None else fallback()
         inside = self._engine.inside_one(x) if self._gated else True
         return Decision(label, False, score, surrogate, self._tau_f, self._gate_open,
-                        in_distribution=inside)
+                        RULE_NEVER if ruled else None, in_distribution=inside)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
         label, score, handled, inside = self._rows(self._matrix(matrix, single=False))
+        flags = ()
+        if self._never is not None:
+            ruled = handled & self._never[label]
+            if ruled.any():
+                handled = handled & ~ruled
+                flags = tuple(RULE_NEVER if r else None for r in ruled.tolist())
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open, in_distribution=inside)
+                                   self._gate_open, flags, in_distribution=inside)
 
     def _rows(self, X: np.ndarray) -> tuple:
         """``(label, score, handled, in_distribution or None)`` of validated rows; ``handled``
@@ -224,6 +257,9 @@ class Router:
         if handled and not score >= self._tau_f and self._gate_open:
             handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate, flag = self._labels[k], flags[0]
+        if (handled and self._gate_open and flag not in (EMPTY, INVALID)
+                and self._never is not None and self._never[k]):
+            handled, flag = False, RULE_NEVER
         if handled and self._gate_open and flag not in (EMPTY, INVALID):
             return Decision(surrogate, True, score, surrogate, self._tau_f, True, flag)
         label = None if fallback is None else fallback()
@@ -240,6 +276,11 @@ class Router:
         X, flags = self.embed_texts(texts)
         label, score, handled, inside = self._rows(X)
         handled = handled & ~np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
+        if self._never is not None:
+            ruled = handled & self._never[label]
+            if ruled.any():
+                handled = handled & ~ruled
+                flags = [RULE_NEVER if r else f for r, f in zip(ruled.tolist(), flags)]
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open, tuple(flags), in_distribution=inside)
 
