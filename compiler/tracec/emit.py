@@ -15,7 +15,7 @@ from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
 from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
-                             ShadowVerdict, SplitCounts, StageInfo, dec)
+                             RulesRecord, ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
 from tracec.ood import manifest_record
 from tracec_runtime.keys import load_private_key
@@ -120,8 +120,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(),
-        rules=None if config.rules is None else config.rules.rules.model_validate(
-            config.rules.rules.record()),
+        rules=None if config.rules is None else RulesRecord.of(config.rules.rules),
         files={k: FileDigest(**v) for k, v in file_digests(root).items()})
 
 

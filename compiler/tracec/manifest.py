@@ -11,7 +11,6 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tracec.rules import RoutingRules
 from tracec_runtime.canonical import canonical_file_bytes
 
 FORMAT_VERSION = "2"  # tracec_runtime.envelope.FORMAT_VERSION
@@ -163,6 +162,22 @@ class FastPathRecord(_Model):
     near_tau: int = Field(description="rows whose graph score lies within max_score_diff of tau")
 
 
+class RulesRecord(_Model):
+    """``compile --rules`` (tracec.rules), decimals as strings; signed with the manifest."""
+
+    never_handle: list[str] = Field(description="labels always deferred (sorted)")
+    min_alpha: dict[str, Dec] = Field(description="per-label TA floor on handled rows")
+    max_handled_share: Optional[Dec] = Field(description="cap on the calibration coverage")
+
+    @classmethod
+    def of(cls, rules) -> "RulesRecord":
+        r = rules.record()
+        return cls(never_handle=r["never_handle"],
+                   min_alpha={k: dec(v) for k, v in r["min_alpha"].items()},
+                   max_handled_share=None if r["max_handled_share"] is None
+                   else dec(r["max_handled_share"]))
+
+
 class FileDigest(_Model):
     sha256: str
     size: int
@@ -188,7 +203,7 @@ class Manifest(_Model):
     fastpath: Optional[FastPathRecord] = Field(
         default=None, description="null when the surrogate has no numpy fast path (e.g. trees)")
     files: dict[str, FileDigest]
-    rules: Optional[RoutingRules] = Field(
+    rules: Optional[RulesRecord] = Field(
         default=None, description="the routing rules (compile --rules) the certificate accounts "
                                   "for; null: none (bundles before them)")
 
