@@ -111,8 +111,12 @@ def test_max_handled_share_caps_calibration_coverage():
                                 RoutingRules(max_handled_share=0.4), LABELS)
     assert free.chosen.coverage > 0.9
     assert 0.3 < capped.chosen.coverage <= 0.4
-    assert capped.tau > free.tau
+    assert capped.tau > free.tau and capped.stopped_by == "max_handled_share"
     # a cap below the strictest step: nothing can be certified
     none = certify_with_rules(grid, lambda tau: (s >= tau, label), label, ALPHA, DELTA,
                               RoutingRules(max_handled_share=0.01), LABELS)
-    assert not none.passed and none.tau is None
+    assert not none.passed and none.tau is None and none.stopped_by == "max_handled_share"
+    # a floor no step can meet ends the walk at its first step, and says so
+    floor = certify_with_rules(grid, lambda tau: (s >= tau, label), np.where(label == 0, -1, label),
+                               0.5, DELTA, RoutingRules(min_alpha={"a": 0.9}), LABELS)
+    assert not floor.passed and floor.stopped_by == "min_alpha.a" and floor.delta_each == DELTA / 2

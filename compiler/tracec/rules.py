@@ -64,6 +64,15 @@ register("rules.schema.json", RoutingRules)
 
 
 @dataclass(frozen=True)
+class RuledCertification(Certification):
+    """A certification under rules; ``stopped_by`` names the hypothesis or rule that ended the
+    walk (e.g. ``"min_alpha.fraud"``, ``"max_handled_share"``), None if it ran to the end."""
+
+    stopped_by: Optional[str] = None
+    delta_each: float = 0.0            # delta / (1 + m), the level of every hypothesis
+
+
+@dataclass(frozen=True)
 class RulesFile:
     path: str
     rules: RoutingRules
@@ -128,8 +137,9 @@ def _checked(p: str, doc) -> RulesFile:
 
 
 def check_labels(rules_file: Optional[RulesFile], labels: Sequence[str]) -> Optional[RulesFile]:
-    """Every label named in the rules must be a teacher label of the traces."""
-    if rules_file is None:
+    """Every label named in the rules must be a teacher label of the traces.  Empty rules are
+    no rules (``None``: the bundle is the one compiled without ``--rules``)."""
+    if rules_file is None or rules_file.rules.is_empty():
         return None
     known = set(labels)
     r = rules_file.rules
@@ -188,14 +198,22 @@ def certify_with_rules(grid: np.ndarray, decide: Callable, y: np.ndarray, alpha:
     cap = None if rules is None else rules.max_handled_share
     keep = len(grid) if cap is None else int(np.sum(np.asarray(nh) <= cap * n + 1e-9))
     if keep == 0:  # even the strictest step handles more than the cap: nothing is tested
-        return Certification(False, None, (), None, alpha, delta)
+        return RuledCertification(False, None, (), None, alpha, delta, "max_handled_share", d)
+    nh_all = nh
     grid, nh, na = grid[:keep], nh[:keep], na[:keep]
     overall = fixed_sequence(nh, na, n, grid, alpha, d)
     n_passed = (overall.chosen.index + 1) if overall.passed else 0
+    stopped = None if n_passed == keep else "alpha"
     for name, (h, a) in label_counts.items():
         c = fixed_sequence(h[:keep], a[:keep], n, grid, float(per[name]), d)
-        n_passed = min(n_passed, (c.chosen.index + 1) if c.passed else 0)
+        mine = (c.chosen.index + 1) if c.passed else 0
+        if mine < n_passed:
+            n_passed, stopped = mine, f"min_alpha.{name}"
+    if stopped is None and keep < len(nh_all):
+        stopped = "max_handled_share"
     steps = overall.steps[:n_passed + 1]
     chosen = steps[n_passed - 1] if n_passed else None
-    return Certification(passed=chosen is not None, tau=None if chosen is None else chosen.tau,
-                         steps=steps, chosen=chosen, alpha=alpha, delta=delta)
+    return RuledCertification(passed=chosen is not None,
+                              tau=None if chosen is None else chosen.tau, steps=steps,
+                              chosen=chosen, alpha=alpha, delta=delta, stopped_by=stopped,
+                              delta_each=d)
