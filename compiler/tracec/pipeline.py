@@ -1,7 +1,7 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> embed -> check rules -> split -> train pool -> primary stage -> refit on train+validation
-         -> OOD gate (train rows only) -> export + score
+    load -> embed -> check rules -> split -> train pool -> primary stage
+         -> refit on train+validation -> OOD gate (train rows only) -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
@@ -30,8 +30,8 @@ from tracec.gate import shadow_gate
 from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
-from tracec.rules import check_labels
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.rules import check_labels
 from tracec.signals import terminate_as_exception
 from tracec.splits import auto_fractions, split_rows
 from tracec_runtime.router import Router
