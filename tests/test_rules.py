@@ -13,7 +13,8 @@ import pytest
 from conftest import data_path, read_json, run_tracec, write_subset
 from tracec.rules import RulesError, check_labels, read_rules
 from tracec_runtime.decision import RULE_REASON
-from tracec_runtime.router import RULE_NEVER, Router
+from tracec_runtime.router import Router
+from tracec_runtime.rules import RULE_NEVER
 
 LABELS = ("card_arrival", "lost_or_stolen_card", "top_up_failed")
 

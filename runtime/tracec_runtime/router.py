@@ -18,6 +18,7 @@ from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
 from tracec_runtime.embedder import EMPTY, INVALID, load_text_embedder
 from tracec_runtime.engines import select_engine
+from tracec_runtime.rules import RULE_NEVER, apply_never, never_mask
 from tracec_runtime.errors import (ModelContractError, RouteInputError,
                                    TextRoutingUnavailableError, UnsupportedFormatError)
 from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
@@ -61,30 +62,6 @@ def _policy(manifest: dict, where: str) -> tuple[tuple, int, np.float32, bool]:
     return tuple(labels), dim, tau, gate == "open"
 
 
-RULE_NEVER = "rule:never_handle"  # the Decision flag (and reason) of a never_handle deferral
-
-
-def _never(manifest: dict, labels: tuple, where: str) -> Optional[np.ndarray]:
-    """bool per label index from ``manifest.rules.never_handle``; None without such a rule
-    (bundles before rules have no ``rules`` field).  Unknown labels: UnsupportedFormatError."""
-    rules = manifest.get("rules")
-    if rules is None:
-        return None
-    names = rules.get("never_handle") if isinstance(rules, dict) else None
-    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
-        raise UnsupportedFormatError(f"{where}: field 'rules.never_handle' must be a list of "
-                                     f"strings; found {names!r:.80}")
-    unknown = sorted(set(names) - set(labels))
-    if unknown:
-        raise UnsupportedFormatError(f"{where}: field 'rules.never_handle' names {unknown[0]!r}, "
-                                     f"not one of the bundle's labels")
-    if not names:
-        return None
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[[labels.index(x) for x in names]] = True
-    return mask
-
-
 class Router:
     """A verified bundle, ready to route.  Build with :meth:`Router.load`.
 
@@ -109,7 +86,7 @@ class Router:
         self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
         # manifest.rules.never_handle, enforced here for both engines alike
-        self._never = _never(bundle.manifest, self._labels, where)
+        self._never = never_mask(bundle.manifest, self._labels, where)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], public_key: object = None, *,
@@ -200,12 +177,7 @@ class Router:
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
         label, score, handled, inside = self._rows(self._matrix(matrix, single=False))
-        flags = ()
-        if self._never is not None:
-            ruled = handled & self._never[label]
-            if ruled.any():
-                handled = handled & ~ruled
-                flags = tuple(RULE_NEVER if r else None for r in ruled.tolist())
+        handled, flags = apply_never(self._never, label, handled, ())
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open, flags, in_distribution=inside)
 
@@ -276,11 +248,7 @@ class Router:
         X, flags = self.embed_texts(texts)
         label, score, handled, inside = self._rows(X)
         handled = handled & ~np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
-        if self._never is not None:
-            ruled = handled & self._never[label]
-            if ruled.any():
-                handled = handled & ~ruled
-                flags = [RULE_NEVER if r else f for r, f in zip(ruled.tolist(), flags)]
+        handled, flags = apply_never(self._never, label, handled, flags)
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open, tuple(flags), in_distribution=inside)
 
