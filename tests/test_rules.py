@@ -108,6 +108,9 @@ def test_never_handle_label_is_never_handled_on_either_engine(subset):
     assert manifest["config"]["rules"]
     assert float(manifest["calibration"]["coverage"]) <= 0.6  # the cap, on calibration
     run_tracec("verify", bundle, "--allow-unsigned", check_code=0)
+    run_tracec("report", bundle, "--allow-unsigned", "--out", tmp / "report.html", check_code=0)
+    html = (tmp / "report.html").read_text("utf-8")
+    assert f"rule:never_handle): {never}" in html and "handled share capped at 0.6" in html
 
     X = np.load(data_path("banking77", "test.minilm-l6-v2.f16.npy")).astype(np.float32)
     labels = manifest["labels"]
