@@ -22,7 +22,7 @@ PathLike = Union[str, Path]
 OPTIONS = ("seed", "include_trees", "families", "fractions", "size_budget_bytes", "min_accept",
            "min_coverage", "previous", "previous_public_key", "no_examples", "teacher_cost_per_1k",
            "daily_volume", "force", "embedder_id", "embedder", "ood_quantile", "cache_dir", "format", "input_field",
-           "teacher_field", "batch_output")
+           "teacher_field", "batch_output", "rules")
 _PATHS = ("previous", "previous_public_key", "cache_dir")
 
 
@@ -50,6 +50,9 @@ def compile(traces: Any, *, out: PathLike, alpha: Union[float, str, Sequence[flo
         fields["families"] = _families(fields["families"])
     if "fractions" in fields:
         fields["fractions"] = _fractions(fields["fractions"])
+    if fields.get("rules") is not None:  # a rules file path (.json/.yaml), or a mapping
+        from tracec.rules import as_rules
+        fields["rules"] = as_rules(fields["rules"])
     if isinstance(traces, (str, Path)):
         traces = _path(traces, "traces")  # else records (or loaded Traces): read by the load stage
     config = CompileConfig(traces=traces, out=_path(out, "out"), embeddings=_embeddings(embeddings),

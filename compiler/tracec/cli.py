@@ -74,11 +74,13 @@ def cli(debug) -> None:  # noqa: ARG001 - main() reads --debug before click pars
 @click.option("--ood-quantile", default=0.005, show_default=True, type=float,
               help="Out-of-distribution gate: share of (out-of-fold) training rows it would reject.")
 @click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (inputs unlike the traces are not deferred).")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Routing rules (.yaml/.json): never_handle, min_alpha, max_handled_share.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def compile_cmd(traces, trace_options, out, embeddings, embedder_id, embedder, alpha, delta, seed,
                 trees, families, split_text, size_budget_mb, signing_key, unsigned, previous,
                 previous_public_key, no_examples, teacher_cost_per_1k, daily_volume, force, ood_quantile,
-                no_ood, as_json):
+                no_ood, rules_path, as_json):
     """Compile TRACES (a file, .gz or - for stdin; --format) into a bundle.  Exit 0: gate open;
     1: refused (closed bundle written)."""
     _require_signing_choice(signing_key, unsigned)
@@ -91,7 +93,7 @@ def compile_cmd(traces, trace_options, out, embeddings, embedder_id, embedder, a
         families=families, fractions=split_text, size_budget_bytes=budget_bytes(size_budget_mb),
         previous=previous, previous_public_key=previous_public_key, no_examples=no_examples,
         teacher_cost_per_1k=teacher_cost_per_1k, daily_volume=daily_volume, force=force,
-        ood_quantile=None if no_ood else ood_quantile, **trace_options)
+        ood_quantile=None if no_ood else ood_quantile, rules=rules_path, **trace_options)
     doc = {"bundle": result.out, "gate": "open" if result.gate_open else "closed",
            "explanation": result.explanation, "manifest": result.manifest,
            "frontier": result.frontier, "timings_s": result.timings, "traces": result.traces,

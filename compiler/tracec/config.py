@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class CompileConfig:
     input_field: Optional[str] = None
     teacher_field: Optional[str] = None
     batch_output: Union[Path, tuple[Path, ...], None] = None
+    rules: Any = field(default=None, compare=False)  # tracec.rules.RulesFile (--rules), or None
 
     def __post_init__(self):
         if self.format not in TRACE_FORMATS:
@@ -108,6 +110,9 @@ class CompileConfig:
             "embedder_id": self.embedder_id or "",
             "embedder": "provided" if self.embeddings is not None else self.embedder,
             "ood_quantile": "none" if self.ood_quantile is None else _g(self.ood_quantile),
+            # only with --rules, so bundles without rules keep their fingerprint
+            **({} if self.rules is None else {"rules": json.dumps(
+                self.rules.rules.record(), sort_keys=True, separators=(",", ":"))}),
         }
 
     def fingerprint(self) -> str:

@@ -14,10 +14,11 @@ from tracec.artifacts import CostInputs, EvalRows, build_artifacts
 from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
-from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal, Sampling,
-                             ShadowVerdict, SplitCounts, StageInfo, dec)
+from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
+                             RulesRecord, Sampling, ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
 from tracec.ood import manifest_record
+from tracec.report_view import rules_lines
 from tracec_runtime.keys import load_private_key
 from tracec_runtime.verify import verify_bundle
 
@@ -120,6 +121,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
                       embeddings_sha256=data.embeddings_sha256),
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(), sampling=_sampling(data.traces.sampling),
+        rules=None if config.rules is None else RulesRecord.of(config.rules.rules),
         files={k: FileDigest(**v) for k, v in file_digests(root).items()})
 
 
@@ -145,6 +147,10 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
                       f"{first.ta:.3f} (p = {first.p_value:.3g} > delta {chosen.delta_per_family:g})"
                       if first else ": nothing to test (no second stage: stage 1 alone meets "
                       "alpha on nearly all validation rows; add l2d or global to --families)")
+            stop = getattr(r.certification, "stopped_by", None)
+            if stop and stop != "alpha":  # a routing rule (tracec.rules) ended the walk
+                detail = (f": the rule {stop} failed at the first step tested (each hypothesis "
+                          f"at delta/(1+m) = {r.certification.delta_each:.3g})")
             reasons.append(f"{r.family}: no threshold certified TA >= {chosen.alpha:g}{detail}")
     reasons.extend(gate.reasons)
     best = highest_passing_alpha(ctx, chosen.delta_per_family)
@@ -173,6 +179,9 @@ def explain(manifest: dict, artifacts: Optional[dict] = None) -> str:
     if ood:
         head += (f" OOD gate: {ood['n_prototypes']} prototypes, cosine >= {ood['threshold']} "
                  f"(fit on train, quantile {ood['quantile']}).")
+    rules = rules_lines(manifest.get("rules"))
+    if rules:
+        head += " Rules: " + "; ".join(rules) + "."
     if p["gate"] == "open":
         return f"Gate OPEN. {head}"
     ref = manifest["refusal"] or {}

@@ -36,6 +36,8 @@ class Context:
     progress: Callable[[str], None]
     size_budget_bytes: int = 5_000_000
     ship: Callable[[Stage], Stage] = lambda stage: stage  # a selected stage as it ships
+    rules: object = None               # tracec.rules.RoutingRules, or None
+    labels: tuple = ()                 # label names (the rules name labels)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def certify_alpha(ctx: Context, alpha: float) -> AlphaResult:
                 residual, ctx.n_features, {"calibration": ctx.X["calibration"]})}
             stages, cal = (primary, residual), cal + [residual_scores["calibration"]]
         decide = l2d_decide(cal[0]) if len(cal) == 1 else cascade_decide(*cal)
-        cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta)
+        cert, grid_size = certify_plan(plan, decide, y_cal, alpha, ctx.delta, ctx.rules, ctx.labels)
         family = "global" if plan.family == "l2d" and is_accept_all(cert, grid_size) else plan.family
         results.append(FamilyResult(family, stages, cert, grid_size))
     else:  # cascade alone and no residual to build stage 2 on: nothing can be tested

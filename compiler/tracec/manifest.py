@@ -177,6 +177,22 @@ class FastPathRecord(_Model):
     near_tau: int = Field(description="rows whose graph score lies within max_score_diff of tau")
 
 
+class RulesRecord(_Model):
+    """``compile --rules`` (tracec.rules), decimals as strings; signed with the manifest."""
+
+    never_handle: list[str] = Field(description="labels always deferred (sorted)")
+    min_alpha: dict[str, Dec] = Field(description="per-label TA floor on handled rows")
+    max_handled_share: Optional[Dec] = Field(description="cap on the calibration coverage")
+
+    @classmethod
+    def of(cls, rules) -> "RulesRecord":
+        r = rules.record()
+        return cls(never_handle=r["never_handle"],
+                   min_alpha={k: dec(v) for k, v in r["min_alpha"].items()},
+                   max_handled_share=None if r["max_handled_share"] is None
+                   else dec(r["max_handled_share"]))
+
+
 class FileDigest(_Model):
     sha256: str
     size: int
@@ -204,6 +220,9 @@ class Manifest(_Model):
     sampling: Optional[Sampling] = Field(
         default=None, description="null unless the traces are a decision log")
     files: dict[str, FileDigest]
+    rules: Optional[RulesRecord] = Field(
+        default=None, description="the routing rules (compile --rules) the certificate accounts "
+                                  "for; null: none (bundles before them)")
 
     def to_bytes(self) -> bytes:
         return canonical_file_bytes(self.model_dump(mode="json"))

@@ -85,7 +85,7 @@ class RouteDecision(_Out):
     handled: bool
     surrogate_label: str
     score: str
-    flag: Optional[Literal["empty", "invalid_text", "truncated"]] = None
+    flag: Optional[Literal["empty", "invalid_text", "truncated", "rule:never_handle"]] = None
 
 
 class RouteSummary(_Out):

@@ -1,7 +1,7 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> embed -> split -> train pool -> primary stage -> refit on train+validation
-         -> OOD gate (train rows only) -> export + score
+    load -> embed -> check rules -> split -> train pool -> primary stage
+         -> refit on train+validation -> OOD gate (train rows only) -> export + score
          -> certify every alpha x family -> export the chosen policy
          -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
@@ -31,6 +31,7 @@ from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.rules import check_labels
 from tracec.signals import terminate_as_exception
 from tracec.splits import auto_fractions, split_rows
 from tracec_runtime.router import Router
@@ -68,6 +69,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
 
     traces = clock("load", lambda: read_traces(config, say))
     data = clock("embed", lambda: embed_inputs(config, traces, say))
+    config = replace(config, rules=check_labels(config.rules, data.labels))  # --rules: known labels
     if config.fractions is None:  # --split auto: from the trace count; the manifest records it
         config = replace(config, fractions=auto_fractions(data.n))
     splits = split_rows(data.n, config.seed, config.fractions, data.traces.certifiable)
@@ -90,7 +92,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
                                                   ood))
 
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
-                  config.seed, data.dim, say, config.size_budget_bytes, ship)
+                  config.seed, data.dim, say, config.size_budget_bytes, ship,
+                  config.rules and config.rules.rules, tuple(data.labels))
     frontier = clock("certify", lambda: [certify_alpha(ctx, a) for a in config.alphas])
     chosen: AlphaResult = frontier[0]
     frontier_doc = frontier_document(frontier)

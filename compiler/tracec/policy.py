@@ -213,8 +213,13 @@ def plan_family(family: str, stages: tuple, val: Sequence[Scored], y_val: np.nda
 
 
 def certify_plan(plan: Plan, decide_cal: Callable, y_cal: np.ndarray, alpha: float,
-                 delta: float) -> tuple[Certification, int]:
-    """Fixed-sequence certification of the planned grid on the calibration rows."""
+                 delta: float, rules=None, labels=()) -> tuple[Certification, int]:
+    """Fixed-sequence certification of the planned grid on the calibration rows (with the
+    routing rules, if any: ``tracec.rules.certify_with_rules``)."""
+    if rules is not None and not rules.is_empty():
+        from tracec.rules import certify_with_rules
+        return (certify_with_rules(plan.grid, decide_cal, y_cal, alpha, delta, rules, labels),
+                len(plan.grid))
     nh, na = _counts(plan.grid, decide_cal, y_cal)
     return fixed_sequence(nh, na, len(y_cal), plan.grid, alpha, delta), len(plan.grid)
 

@@ -241,4 +241,19 @@ def _view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, dict], 
         "config": sorted((str(k), str(v)) for k, v in _d(manifest.get("config")).items()),
         "seed": manifest.get("seed"), "fingerprint": manifest.get("config_fingerprint"),
         "inputs": _pick(manifest.get("inputs"), ("traces_sha256",)),
+        "rules": rules_lines(manifest.get("rules")),
     }
+
+
+def rules_lines(rules: Any) -> list[str]:
+    """``manifest.rules`` (compile --rules) as short lines; empty without rules."""
+    r = _d(rules)
+    out = []
+    if r.get("never_handle"):
+        out.append("never handled (always deferred, rule:never_handle): "
+                   + ", ".join(str(x) for x in r["never_handle"]))
+    for label, a in sorted(_d(r.get("min_alpha")).items()):
+        out.append(f"TA of handled rows predicted {label} >= {a} (class-conditional)")
+    if r.get("max_handled_share") is not None:
+        out.append(f"handled share capped at {r['max_handled_share']} (on calibration)")
+    return out

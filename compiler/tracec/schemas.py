@@ -25,7 +25,8 @@ ID_BASE = "https://tracec.dev/schemas/"
 DEFAULT_DIR = resource_dir("schemas")
 
 #: Modules whose import registers schemas; imported lazily by ``all_schemas``.
-REGISTERING_MODULES: list[str] = ["tracec.traces", "tracec.artifacts.models", "tracec.outputs"]
+REGISTERING_MODULES: list[str] = ["tracec.traces", "tracec.artifacts.models", "tracec.outputs",
+                                   "tracec.rules"]
 
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {}
 

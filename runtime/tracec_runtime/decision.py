@@ -19,6 +19,8 @@ FLAG_REASONS = {
     "invalid_text": "deferred: invalid_text (the string holds unpaired surrogates: not valid Unicode)",
 }
 TRUNCATED_NOTE = "; input truncated at the embedder's maximum sequence length (embedder.text.max_tokens)"
+RULE_REASON = ("deferred: rule:never_handle (the surrogate's label is in the bundle's "
+               "never_handle rule)")
 OOD_REASON = "deferred: out_of_distribution (the input is unlike the compile-time traces)"
 
 
@@ -30,7 +32,8 @@ class Decision:
     ``None``, or the fallback's return value if a fallback was given.
     ``surrogate_label`` is what the local graph would have answered either way.
     ``reason`` is formatted from ``score``, ``tau`` and ``gate_open`` only when read.
-    ``flag`` (text-in only): ``None``, ``"empty"``, ``"invalid_text"`` or ``"truncated"``.
+    ``flag``: ``None``, ``"rule:never_handle"`` (a handled row deferred by the bundle's
+    ``never_handle`` rule), or (text-in only) ``"empty"``, ``"invalid_text"``, ``"truncated"``.
     ``in_distribution`` is false when the bundle's out-of-distribution gate deferred the
     row (always true for bundles without a gate).
     """
@@ -79,6 +82,8 @@ def reason(handled: bool, score: float, tau: float, gate_open: bool,
         return CLOSED_REASON
     if not in_distribution:
         return OOD_REASON
+    if flag == "rule:never_handle":
+        return RULE_REASON
     s, t = _pair(score, tau)
     op = ">=" if score >= tau else "<"
     note = TRUNCATED_NOTE if flag == "truncated" else ""

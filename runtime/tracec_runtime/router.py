@@ -18,6 +18,7 @@ from tracec_runtime.canonical import parse_f32
 from tracec_runtime.decision import BatchDecision, Decision
 from tracec_runtime.embedder import EMPTY, INVALID, load_text_embedder
 from tracec_runtime.engines import select_engine
+from tracec_runtime.rules import RULE_NEVER, apply_never, never_mask
 from tracec_runtime.errors import (ModelContractError, RouteInputError,
                                    TextRoutingUnavailableError, UnsupportedFormatError)
 from tracec_runtime.verify import MANIFEST, VerifiedBundle, verify_bundle
@@ -84,6 +85,8 @@ class Router:
         self._run, self._run_one = self._engine.run, self._engine.run_one
         self._gated = bool(getattr(self._engine, "gated", False))
         self._shape1, self._tau_f = (self._dim,), float(self._tau)
+        # manifest.rules.never_handle, enforced here for both engines alike
+        self._never = never_mask(bundle.manifest, self._labels, where)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], public_key: object = None, *,
@@ -163,18 +166,20 @@ class Router:
         if handled and not score >= self._tau_f and self._gate_open:
             handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate = self._labels[k]
-        if handled and self._gate_open:
+        ruled = handled and self._never is not None and bool(self._never[k])
+        if handled and self._gate_open and not ruled:
             return Decision(surrogate, True, score, surrogate, self._tau_f, self._gate_open)
         label = None if fallback is None else fallback()
         inside = self._engine.inside_one(x) if self._gated else True
         return Decision(label, False, score, surrogate, self._tau_f, self._gate_open,
-                        in_distribution=inside)
+                        RULE_NEVER if ruled else None, in_distribution=inside)
 
     def route_batch(self, matrix: Any) -> BatchDecision:
         """Route ``(N, D)`` embeddings (a single ``(D,)`` row is accepted too)."""
         label, score, handled, inside = self._rows(self._matrix(matrix, single=False))
+        handled, flags = apply_never(self._never, label, handled, ())
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
-                                   self._gate_open, in_distribution=inside)
+                                   self._gate_open, flags, in_distribution=inside)
 
     def _rows(self, X: np.ndarray) -> tuple:
         """``(label, score, handled, in_distribution or None)`` of validated rows; ``handled``
@@ -224,6 +229,9 @@ class Router:
         if handled and not score >= self._tau_f and self._gate_open:
             handled = bool(self._handled(np.array([handled]), np.array([score], np.float32))[0])
         surrogate, flag = self._labels[k], flags[0]
+        if (handled and self._gate_open and flag not in (EMPTY, INVALID)
+                and self._never is not None and self._never[k]):
+            handled, flag = False, RULE_NEVER
         if handled and self._gate_open and flag not in (EMPTY, INVALID):
             return Decision(surrogate, True, score, surrogate, self._tau_f, True, flag)
         label = None if fallback is None else fallback()
@@ -240,6 +248,7 @@ class Router:
         X, flags = self.embed_texts(texts)
         label, score, handled, inside = self._rows(X)
         handled = handled & ~np.fromiter((f in (EMPTY, INVALID) for f in flags), bool, len(flags))
+        handled, flags = apply_never(self._never, label, handled, flags)
         return BatchDecision.build(label, handled, score, self._labels, self._tau_f,
                                    self._gate_open, tuple(flags), in_distribution=inside)
 

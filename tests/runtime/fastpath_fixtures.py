@@ -150,10 +150,11 @@ def make_fastpath_bundle(root: Path, signing_key=None, *, stages: Sequence[Linea
                          tau: str, mode: str = "l2d", fastpath: Optional[dict] = IDENTICAL,
                          with_files: bool = True, gate: str = "open",
                          labels: Optional[list] = None,
-                         fast_files: Optional[dict] = None) -> Path:
+                         fast_files: Optional[dict] = None,
+                         rules: Optional[dict] = None) -> Path:
     """A sealed bundle with ``model.onnx`` and (``with_files``) the fast-path files
     (``fast_files`` replaces them); ``fastpath`` is the manifest's record (``None``
-    leaves the key out)."""
+    leaves the key out); ``rules`` is the manifest's ``rules`` record (compile --rules)."""
     files = {"model.onnx": policy_graph(stages, tau, mode)}
     if with_files:
         files.update(fast_files or fastpath_files(stages, tau, mode))
@@ -165,6 +166,8 @@ def make_fastpath_bundle(root: Path, signing_key=None, *, stages: Sequence[Linea
                              labels=labels or [f"label_{k}" for k in range(n_labels)])
     if fastpath is not None:
         manifest["fastpath"] = fastpath
+    if rules is not None:
+        manifest["rules"] = rules
     root.mkdir(parents=True)
     for name, data in files.items():
         (root / name).write_bytes(data)

@@ -172,12 +172,17 @@ def test_fast_path_must_fit_the_manifest(tmp_path, keys, fast_stage, labels, wor
 
 
 # ------------------------------------------------------------------ same decisions
-@pytest.mark.parametrize("mode, n_stages, gate", [("l2d", 1, "open"), ("global", 1, "open"),
-                                                  ("cascade", 2, "open"), ("closed", 1, "closed")])
-def test_numpy_engine_decides_like_onnxruntime(tmp_path, keys, X, mode, n_stages, gate):
+@pytest.mark.parametrize("mode, n_stages, gate, never", [
+    ("l2d", 1, "open", ()), ("global", 1, "open", ()), ("cascade", 2, "open", ()),
+    ("closed", 1, "closed", ()),
+    # manifest.rules.never_handle (compile --rules): deferred by the router on both engines
+    ("l2d", 1, "open", ("label_1",)), ("cascade", 2, "open", ("label_1", "label_4")),
+    ("global", 1, "open", ("label_0",)), ("closed", 1, "closed", ("label_1",))])
+def test_numpy_engine_decides_like_onnxruntime(tmp_path, keys, X, mode, n_stages, gate, never):
     stages = [random_stage(D, K, seed=3 + i) for i in range(n_stages)]
+    rules = {"never_handle": list(never), "min_alpha": {}, "max_handled_share": None}
     path = make_fastpath_bundle(tmp_path / "b", keys[0], stages=stages, tau=TAU, mode=mode,
-                                gate=gate)
+                                gate=gate, rules=rules if never else None)
     fast, graph = (Router.load(path, keys[1], engine=e) for e in ("numpy", "onnxruntime"))
     assert (fast.engine, graph.engine) == ("numpy", "onnxruntime")
     a, b = fast.route_batch(X), graph.route_batch(X)
@@ -188,12 +193,33 @@ def test_numpy_engine_decides_like_onnxruntime(tmp_path, keys, X, mode, n_stages
     np.testing.assert_array_equal(a.handled, b.handled)
     np.testing.assert_allclose(a.score, b.score, rtol=0, atol=1e-6)
     assert a.labels == b.labels
+    assert a.flags == b.flags
+    names = fast.labels
+    never_rows = np.isin([names[k] for k in b.label_index], never)
+    assert not b.handled[never_rows].any()
+    if never and gate == "open":
+        assert never_rows.sum() >= 10 and b.handled.any()
+        if mode == "global":  # every row handled but for the rule: exactly those are flagged
+            assert [f == "rule:never_handle" for f in b.flags] == never_rows.tolist()
+        assert any(f == "rule:never_handle" for f in b.flags)
+        assert all(names[b.label_index[i]] in never for i, f in enumerate(b.flags) if f)
     for x in X[:60]:
         d1, d2 = fast.route(x, fallback=lambda: "llm"), graph.route(x, fallback=lambda: "llm")
         assert (d1.label, d1.handled, d1.surrogate_label) == (d2.label, d2.handled,
                                                               d2.surrogate_label)
         assert abs(d1.score - d2.score) <= 1e-6
         assert d1 == dataclasses.replace(d2, score=d1.score)
+        assert d1.flag == d2.flag and d1.reason.split(":")[0] == d2.reason.split(":")[0]
+        if d1.surrogate_label in never:
+            assert not d1.handled and d1.label == "llm"
+
+
+def test_never_handle_naming_an_unknown_label_fails_closed(tmp_path, keys):
+    path = make_fastpath_bundle(tmp_path / "b", keys[0], stages=STAGES, tau=TAU,
+                                rules={"never_handle": ["fraud"], "min_alpha": {},
+                                       "max_handled_share": None})
+    with pytest.raises(UnsupportedFormatError, match=r"rules.never_handle.*'fraud'"):
+        Router.load(path, keys[1])
 
 
 def test_graph_engine_public_run_gives_the_same_answers(fast_bundle, keys, X):

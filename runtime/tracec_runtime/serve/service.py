@@ -61,8 +61,9 @@ def _decimal(manifest: dict, dotted: str) -> float:
 
 
 def _deferral(flag: Optional[str], in_distribution: bool) -> str:
-    """Why a row of an open bundle was deferred: the text's flag, the OOD gate, or tau."""
-    if flag in ("empty", "invalid_text"):
+    """Why a row of an open bundle was deferred: the text's flag, the never_handle rule, the OOD
+    gate, or tau."""
+    if flag in ("empty", "invalid_text", "rule:never_handle"):
         return flag
     return "below_tau" if in_distribution else "out_of_distribution"
 
