@@ -140,3 +140,9 @@ def test_never_handle_label_is_never_handled_on_either_engine(subset):
         assert not (d["handled"] and d["surrogate_label"] == never)
         assert (d["flag"] == RULE_NEVER) == (not d["handled"] and d["surrogate_label"] == never
                                              and d["flag"] is not None)
+
+    # codegen fails closed: the generated code does not apply routing rules, so it refuses
+    out = tmp / "gen"
+    proc = run_tracec("codegen", bundle, "--lang", "c", "--out", out, "--allow-unsigned",
+                      check_code=1)
+    assert "rules.never_handle" in proc.stderr and not out.exists()

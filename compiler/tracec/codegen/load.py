@@ -26,6 +26,10 @@ def _manifest_policy(m: dict) -> tuple[tuple, int, bool]:
         raise UnsupportedStageError("manifest.embedder.dimension", "a positive int", dim)
     if gate not in ("open", "closed"):
         raise UnsupportedStageError("manifest.policy.gate", "'open' or 'closed'", gate)
+    never = (m.get("rules") or {}).get("never_handle") if isinstance(m.get("rules"), dict) else None
+    if never:   # the runtime applies this rule after the engines; no emitter does (yet)
+        raise UnsupportedStageError("manifest.rules.never_handle", "empty (the generated code "
+                                    "does not apply routing rules)", never)
     return tuple(labels), dim, gate == "open"
 
 
