@@ -79,14 +79,15 @@ print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()
 def test_cold_start_peak_rss_stays_below_the_folded_graph(text_bundle, keys):
     """Fresh process: import, verify, embedder, fingerprint, one decision (docs/embedder.md).
 
-    The pinned graph as packaged peaks at 305 MiB, the rewritten one at 194-212 MiB
-    (glibc heap reuse varies run to run); 240 MiB fails if the rewrite is dropped."""
+    The pinned graph as packaged peaks at 305 MiB, the rewritten one at 194-212 MiB while
+    glibc adapts its mmap threshold, 178-182 MiB with the threshold fixed
+    (tracec_runtime/embedder/memory.py): the issue's 200 MiB target."""
     out = text_bundle[0]
     proc = subprocess.run([sys.executable, "-c", COLD_START, str(out), keys[1]], check=True,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
                               REPO / "runtime")})
     peak_mib = int(proc.stdout.split()[-1]) / 1024
-    assert peak_mib <= 240, f"cold-start peak RSS {peak_mib:.1f} MiB > 240 MiB"
+    assert peak_mib <= 200, f"cold-start peak RSS {peak_mib:.1f} MiB > 200 MiB"
 
 
 def test_router_routes_text_exactly_as_compiled(text_bundle, keys):

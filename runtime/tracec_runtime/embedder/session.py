@@ -8,6 +8,7 @@ limits) belongs here, before ``InferenceSession`` is called.
 
 from __future__ import annotations
 
+from tracec_runtime.embedder.memory import fix_mmap_threshold
 from tracec_runtime.errors import ModelContractError
 from tracec_runtime.onnx_check import check_onnx_bytes
 
@@ -33,6 +34,7 @@ def embedder_session(model: bytes, where: str):
     import onnxruntime  # deferred: importing tracec_runtime stays cheap
 
     check_onnx_bytes(model, where, EMBEDDER_OPS)  # external data, structure, operators: first
+    fix_mmap_threshold()  # folding the weights: temporary blocks returned, not kept (memory.py)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
