@@ -120,7 +120,7 @@ def test_api_on_records_equals_cli_on_file_and_on_stdin_then_routes(subset):
     result = tracec.compile(iter(records), out=str(tmp / "api"), alpha=[0.9, 0.85],
                             embeddings=X, embedder_id="minilm", signing_key=str(key) + ".key", seed=0)
     assert isinstance(result, tracec.CompileResult)
-    assert result.traces == {"format": "jsonl", "rows": 1500, "skipped": {}}
+    assert result.traces == {"format": "jsonl", "rows": 1500, "skipped": {}, "sampling": None}
     assert result.gate_open, result.explanation
 
     proc = run_tracec("compile", path, "--embeddings", npy, "--embedder-id", "minilm",

@@ -149,9 +149,10 @@ class Traces:
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
-        """What was read: the format, the rows kept and the rows skipped by reason."""
-        out = {"format": self.format, "rows": self.n, "skipped": dict(self.skipped)}
-        return out if self.sampling is None else {**out, "sampling": dict(self.sampling)}
+        """What was read: the format, the rows kept, the rows skipped by reason and (decision
+        logs only, else None) the rows by use: the same document as ``compile --json``."""
+        return {"format": self.format, "rows": self.n, "skipped": dict(self.skipped),
+                "sampling": None if self.sampling is None else dict(self.sampling)}
 
     @property
     def n(self) -> int:
