@@ -27,8 +27,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash tests/setup_browser.sh || echo "chromium unavailable: browser tests will be skipped" >&2
 	bash tests/setup_toolchains.sh
-	$(BIN)/python -m pytest -q -m "not slow" tests
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m pytest -q --durations=15 -m "not slow" tests
+	$(BIN)/python -m pytest -q --durations=15 -m slow tests
 
 bench: $(STAMP)
 	# The embedder benchmark compares with the fp32 sentence-transformers path: CPU torch first.

@@ -433,3 +433,15 @@ def test_pass_probability_weighs_the_validation_evidence():
     want = float(np.mean(p <= 0.05))
     got = pass_probability(np.array([60]), np.array([58]), 500, 1000, 0.9, 0.05)[0]
     assert got == pytest.approx(want, abs=0.005)
+
+
+def test_betabinom_tail_matches_scipy_on_the_planners_range():
+    from scipy import stats
+    from tracec.planning import betabinom_tail
+    rng = np.random.default_rng(5)
+    n = rng.integers(0, 3000, 400)
+    k = (rng.random(400) * (n + 3)).astype(np.int64)  # 0 .. n + 2: whole, partial and empty tails
+    a, b = rng.random(400) * 800 + 1.0, rng.random(400) * 80 + 1.0
+    want = stats.betabinom.sf(k - 1, n, a, b)
+    assert np.allclose(betabinom_tail(k, n, a, b), want, rtol=0, atol=1e-10)
+    assert np.allclose(betabinom_tail(k, n, a, b, cells=500), want, rtol=0, atol=1e-10)  # chunked
