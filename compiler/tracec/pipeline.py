@@ -26,7 +26,7 @@ from tracec.candidates import train_pool
 from tracec.config import CompileConfig
 from tracec.export import build_policy_graph, verified_fastpath
 from tracec.frontier import AlphaResult, Context, certify_alpha, frontier_document
-from tracec.gate import shadow_gate
+from tracec.gate_rules import gate_with_rules
 from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
@@ -104,8 +104,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
         router = Router.load(tmp, allow_unsigned=True, engine="onnxruntime")
         routed = {s: route_split(router, X[s], y[s]) for s in ("calibration", "shadow")}
         del router
-        gate = shadow_gate(routed["shadow"].handled, routed["shadow"].label == routed["shadow"].teacher,
-                           chosen.alpha, config.delta, config.min_coverage)
+        gate = gate_with_rules(routed["shadow"], chosen.alpha, config.delta, config.min_coverage,
+                               ctx.rules, data.labels)
         gate_open = chosen.winner is not None and gate.passed
         say(f"gate {'OPEN' if gate_open else 'CLOSED'}: shadow coverage "
             f"{routed['shadow'].handled.mean():.3f}, TA {_ta(routed['shadow']):.3f}")
