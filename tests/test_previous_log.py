@@ -127,7 +127,10 @@ def test_a_log_across_a_hot_reload_is_counted_per_digest(world, tmp_path):
     traces = load_traces(log)
     old, new = (verify_bundle(world["base"] / k, world["pub"]) for k in ("old", "new"))
     assert traces.sampling["bundles"] == {old.digest: 30, new.digest: 30}
-    assert traces.n == 60 and traces.sampling["certifiable"] == sum(traces.certifiable) > 0
+    decisions = [json.loads(line) for line in log.read_text("utf-8").splitlines()
+                 if json.loads(line)["kind"] == "decision"]
+    assert traces.n == 60 and any(traces.certifiable)  # both bundles' rows, one uniform sample:
+    assert traces.certifiable == tuple(r["sample_u"] < RATE for r in decisions)  # digest-blind
     p = against_previous(traces, new, 0.05, lambda _m: None).sampling["previous"]
     assert p["bundle"] == new.digest and (p["rows"], p["other_rows"]) == (30, 30)
     assert p["uniform"] == sum(1 for d in traces.decisions[30:] if d.uniform) > 0
