@@ -65,7 +65,9 @@ def cli(debug) -> None:  # noqa: ARG001 - main() reads --debug before click pars
 @click.option("--size-budget-mb", default=5.0, show_default=True, type=float)
 @click.option("--signing-key", type=click.Path(path_type=Path, dir_okay=False), help="NAME.key from `tracec keygen`.")
 @click.option("--unsigned", is_flag=True, help="Write an unsigned bundle (needed when no --signing-key is given).")
-@click.option("--previous", type=click.Path(path_type=Path, file_okay=False), help="Previous bundle, for deltas.")
+@click.option("--previous", type=click.Path(path_type=Path, file_okay=False),
+              help="Previous bundle, for deltas; a decision log is checked against it (replayed; "
+                   "its live figures recorded).")
 @click.option("--previous-public-key", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--no-examples", is_flag=True, help="Artifacts hold counts only, no trace text.")
 @click.option("--teacher-cost-per-1k", type=float, help="LLM cost per 1,000 calls, for the cost projection.")

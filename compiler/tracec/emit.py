@@ -20,7 +20,6 @@ from tracec.measure import Routed, blocking_labels, per_label
 from tracec.ood import manifest_record
 from tracec.report_view import rules_lines
 from tracec_runtime.keys import load_private_key
-from tracec_runtime.verify import verify_bundle
 
 _ZERO = Measured(n_total=0, n_handled=0, n_agree=0, coverage="0", ta="0", ta_lower="0", ta_upper="0")
 _TOOLS = ("numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "pynacl", "pydantic",
@@ -29,15 +28,6 @@ _TOOLS = ("numpy", "scikit-learn", "scipy", "skl2onnx", "onnx", "onnxruntime", "
 
 def load_signing_key(config: CompileConfig):
     return None if config.signing_key is None else load_private_key(config.signing_key)
-
-
-def load_previous(config: CompileConfig) -> Optional[dict]:
-    """The previous bundle's manifest, verified (signature too when its key is given)."""
-    if config.previous is None:
-        return None
-    verified = verify_bundle(config.previous, public_key=config.previous_public_key,
-                             allow_unsigned=config.previous_public_key is None)
-    return verified.manifest
 
 
 def write_embedder(root: Path, data) -> None:

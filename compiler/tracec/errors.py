@@ -91,3 +91,12 @@ class OutputError(InputError):
 
 
 __all__ += ["OutputError"]
+
+
+class ProvenanceError(TraceFileError):
+    """A decision log does not come from the ``--previous`` bundle: none of its decisions carry
+    that bundle's digest, or a logged decision differs from the bundle's replayed one (the log
+    comes from another bundle or was altered).  Exit code 3, naming the file and line."""
+
+
+__all__ += ["ProvenanceError"]

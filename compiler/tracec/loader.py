@@ -48,7 +48,8 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
     skipped: Counter = Counter()
     for lineno, obj in chain([first], objects):
         try:
-            for row in rows_of(obj):
+            for row in (join.rows(obj, lineno) if isinstance(join, formats.decision_log.Reader)
+                        else rows_of(obj)):
                 if isinstance(row, formats.Skip):
                     skipped[row.reason] += 1
                 else:
@@ -86,6 +87,7 @@ def load_traces(source: Source, *, format: str = "auto", input_field: Optional[s
         skipped=dict(sorted(skipped.items())),
         certifiable=None if sampling is None else join.certifiable,
         sampling=sampling,
+        decisions=None if sampling is None else tuple(join.decisions),
     )
 
 

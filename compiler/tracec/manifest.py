@@ -150,6 +150,30 @@ class Inputs(_Model):
     embeddings_sha256: str
 
 
+class PreviousLive(_Model):
+    """``compile --previous`` on a decision log: the previous bundle's live performance measured
+    on the log's uniform sample, after every replayed decision matched (tracec.previous)."""
+
+    bundle: str = Field(description="the previous bundle's digest (SHA-256 of its manifest.json)")
+    rows: int = Field(description="decisions the log attributes to it")
+    other_rows: int = Field(description="decisions from other bundles (a log across a reload)")
+    without_text: int = Field(description="its decisions without a text input (not replayed)")
+    uniform: int = Field(description="its decisions in the uniform sample, each routed again "
+                                     "through it: every one matched the log")
+    handled: int = Field(description="of those, handled by the bundle")
+    coverage: Optional[Dec] = Field(description="handled / uniform: its live handled share")
+    audited: int = Field(description="handled uniform rows with a teacher label")
+    agree: int
+    ta: Optional[Dec] = Field(description="agree / audited: its live TA on handled traffic")
+    ta_lower: Dec = Field(description="one-sided (1 - delta) Clopper-Pearson lower bound")
+    ta_upper: Dec = Field(description="one-sided (1 - delta) Clopper-Pearson upper bound")
+    delta: Dec = Field(description="the compile's delta")
+    handled_without_label: int = Field(description="handled uniform rows never fed back (should "
+                                                   "be 0: audits unanswered bias the TA)")
+    live_gate_closed: int = Field(description="replayed decisions the service's live gate "
+                                              "deferred (logged reason live_gate_closed)")
+
+
 class Sampling(_Model):
     """A decision log's rows by use (docs/guarantee.md, "Production logs")."""
 
@@ -163,6 +187,10 @@ class Sampling(_Model):
                                          "rows calibration and shadow are drawn from")
     sampled_without_label: int = Field(description="sampled decisions never fed back (should "
                                                    "be 0: the sample is uniform only if complete)")
+    bundles: Optional[dict[str, int]] = Field(
+        default=None, description="decisions per serving bundle digest ('unknown': none logged)")
+    previous: Optional[PreviousLive] = Field(
+        default=None, description="compile --previous: that bundle's live figures on this log")
 
 
 class FastPathRecord(_Model):

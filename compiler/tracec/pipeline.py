@@ -1,9 +1,9 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-    load -> embed -> check rules -> split -> train pool -> primary stage
-         -> refit on train+validation -> OOD gate (train rows only) -> export + score
-         -> certify every alpha x family -> export the chosen policy
-         -> stage bundle -> measure through the runtime -> shadow gate
+    load -> previous (a decision log replayed through --previous) -> embed -> check rules
+         -> split -> train pool -> primary stage -> refit on train+validation
+         -> OOD gate (train rows only) -> export + score -> certify every alpha x family
+         -> export the chosen policy -> stage bundle -> measure through the runtime -> shadow gate
          -> artifacts -> manifest -> seal -> publish
 
 Every stage lives in its own module; this file only sequences them.  The
@@ -30,6 +30,7 @@ from tracec.gate_rules import gate_with_rules
 from tracec.inputs import embed_inputs, read_traces
 from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
+from tracec.previous import against_previous, load_previous
 from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.rules import check_labels
 from tracec.signals import terminate_as_exception
@@ -65,9 +66,10 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     say = progress or (lambda _msg: None)
     clock = _Clock(say)
     signing_key = emit.load_signing_key(config)
-    previous = emit.load_previous(config)
+    previous = load_previous(config)
 
     traces = clock("load", lambda: read_traces(config, say))
+    traces = clock("previous", lambda: against_previous(traces, previous, config.delta, say))
     data = clock("embed", lambda: embed_inputs(config, traces, say))
     config = replace(config, rules=check_labels(config.rules, data.labels))  # --rules: known labels
     if config.fractions is None:  # --split auto: from the trace count; the manifest records it
@@ -121,7 +123,8 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
             shadow=(gate, measured(routed["shadow"], config.delta)),
             heldout=concat([routed["calibration"], routed["shadow"]]),
             heldout_rows=np.concatenate([splits.calibration, splits.shadow]),
-            gate_open=gate_open, frontier=frontier_doc, previous=previous, ood=ood)
+            gate_open=gate_open, frontier=frontier_doc, previous=previous and previous.manifest,
+            ood=ood)
         seal_bundle(tmp, signing_key)
         dest.publish(tmp)
 

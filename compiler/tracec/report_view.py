@@ -148,6 +148,18 @@ def _measured(name: str, m: Any) -> dict:
     return out
 
 
+def _previous_live(p: Any) -> list[dict]:
+    """``compile --previous`` on a decision log: the previous bundle's live row (uniform sample;
+    TA on its audited handled rows), beside this bundle's calibration and shadow."""
+    p = _d(p)
+    if not p:
+        return []
+    return [{**_measured("Previous bundle, live on the log (uniform sample)",
+                         {"n_total": p.get("uniform"), "n_handled": p.get("handled"),
+                          **_pick(p, ("coverage", "ta", "ta_lower", "ta_upper"))}),
+             "id": "measured-previous"}]
+
+
 def _delta_rows(deltas: Optional[dict]) -> list[dict]:
     """Per-label deltas plus a noise flag: |change| within two binomial standard errors."""
     out = []
@@ -225,7 +237,8 @@ def _view(manifest: dict, frontier: Optional[dict], artifacts: dict[str, dict], 
         "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
         "policy": {k: policy.get(k) for k in ("gate", "family", "alpha", "delta", "tau", "model_name")},
         "measured": [_measured("Calibration (certified)", manifest.get("calibration")),
-                     _measured("Shadow (parity gate)", shadow)],
+                     _measured("Shadow (parity gate)", shadow),
+                     *_previous_live(_d(manifest.get("sampling")).get("previous"))],
         "certificate": _pick(manifest.get("certificate"),
                              ("procedure", "delta_per_family", "families_tested", "steps_tested")),
         "labels_count": len(manifest.get("labels") or []),

@@ -138,6 +138,8 @@ class Traces:
     #: Per row: usable for certification (a uniform traffic sample); None means every row is.
     certifiable: Optional[tuple[bool, ...]] = None
     sampling: Optional[dict[str, Any]] = None  # decision-log counts (formats.decision_log)
+    #: Decision logs only: every decision line (``formats.decision_log.Logged``), for --previous.
+    decisions: Optional[tuple] = dataclasses.field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def rows_sha256(self) -> str:

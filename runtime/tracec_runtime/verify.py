@@ -55,6 +55,12 @@ class VerifiedBundle:
         """True when a signature was checked against the deployer's key."""
         return self.signer is not None
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the verified manifest bytes: the bundle's identity, as the routing
+        service reports it (``/readyz``, ``tracec_bundle_info``) and logs it (``bundle``)."""
+        return hashlib.sha256(self.files[MANIFEST]).hexdigest()
+
 
 def _short(digest: str) -> str:
     return digest[:12] + "\u2026"

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from tracec_runtime.router import Router
 from tracec_runtime.serve.bodies import FeedbackItem, RequestError, RouteRequest
 from tracec_runtime.serve.metrics import Registry
-from tracec_runtime.verify import MANIFEST, verify_bundle
+from tracec_runtime.verify import verify_bundle
 from tracec_runtime.watch import LiveMonitor
 
 __all__ = ["Loaded", "Service", "declare_metrics"]
@@ -119,7 +119,7 @@ class Service:
         manifest = verified.manifest
         alpha = _decimal(manifest, "policy.alpha")
         delta = self.watch_delta or _decimal(manifest, "policy.delta")
-        digest = hashlib.sha256(verified.files[MANIFEST]).hexdigest()
+        digest = verified.digest
         new = Loaded(router, digest, LiveMonitor(alpha, delta, _expected_mix(manifest)),
                      time.time(), path)
         with self._lock:
