@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -41,7 +42,11 @@ def _encode(train, test):
 
 def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, day: int = 1, seed: int = 0, delta: float = 0.05,
         fractions=None, root: Path = Path(os.environ.get(
-            "TRACEC_SHARED_DATA", "/work/shared/data"))) -> dict:
+            "TRACEC_SHARED_DATA", "/work/shared/data")), selects=None, grid=None,
+        features: str | None = None) -> dict:
+    """One task x seed.  The experiment knobs (none of them shipped): ``grid`` replaces the
+    pool's logistic-regression C values, ``selects`` lists primary-stage rankings to compare
+    on the same pool (``benchmarks.pool_experiment``), ``features`` an acceptor feature set."""
     data = load_task(root, task)
     if days:  # the flywheel's traces on day ``day``: the first ``day`` of ``days`` shuffled batches
         batches = daily_batches(len(data.X_train), days, seed)
@@ -52,31 +57,58 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
     X_all = np.asarray(data.X_train, dtype=np.float32)
     y_all, y_test, n_labels = _encode(data.teacher_train, data.teacher_test)
     X_test = np.asarray(data.X_test, dtype=np.float32)
+    base = confidence_baseline(data, alphas, seed)
+    out = {"task": data.name, "n_traces": len(y_all)}
     start = time.perf_counter()
     with threadpool_limits(limits=1):
         splits = split_rows(len(y_all), seed, fractions or auto_fractions(len(y_all)))
         X = {k: X_all[v] for k, v in splits.__dict__.items()}
         y = {k: y_all[v] for k, v in splits.__dict__.items()}
-        pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=seed)
-        primary = make_primary(pool[0], X["validation"], y["validation"], seed)
+        pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=seed,
+                          specs=None if grid is None else experiment_specs(grid))
+        train_seconds = time.perf_counter() - start
         ship = Refitter(np.concatenate([X["train"], X["validation"]]),
                         np.concatenate([y["train"], y["validation"]]), X["validation"], n_labels,
                         5_000_000, lambda _m: None)
+        out.update(splits=splits.counts(), pool=[c.name for c in pool],
+                   train_seconds=round(train_seconds, 1),
+                   candidates={c.name: [round(c.val_macro_f1, 4), round(c.val_agreement, 4),
+                                        round(c.val_log_loss, 4), round(c.fit_seconds, 1)]
+                               for c in pool})
+        if selects or features:
+            from benchmarks.pool_experiment import compare
+            out["experiments"] = compare(pool, X, y, X_test, y_test, ship, alphas, delta, seed,
+                                         base, selects or ("f1",), features)
+            return out
+        primary = make_primary(pool[0], X["validation"], y["validation"], seed)
         scored = score_shipped(primary, ship(primary), X_all.shape[1],
                                {k: X[k] for k in ("validation", "calibration")})
         ctx = Context(pool, primary, scored, X, y, FAMILIES, delta, 100, seed, X_all.shape[1],
                       lambda _m: None, 5_000_000, ship)
         results = [certify_alpha(ctx, a) for a in alphas]
-    seconds = time.perf_counter() - start
-    base = confidence_baseline(data, alphas, seed)
+    out["certify_seconds"] = round(time.perf_counter() - start, 1)
+    out["rows"] = rows_of(results, X, y, X_test, y_test, base, delta, _route)
+    return out
+
+
+def experiment_specs(grid) -> list:
+    """The shipped pool with its logistic regressions replaced by ``grid``'s C values."""
+    from tracec.candidates import CandidateSpec, _logreg, candidate_specs
+    rest = [s for s in candidate_specs() if not s.name.startswith("logreg_")]
+    return [CandidateSpec(f"logreg_c{c:g}", "linear", _logreg(float(c))) for c in grid] + rest
+
+
+def rows_of(results, X, y, X_test, y_test, base, delta, route) -> list[dict]:
+    """Per alpha: the certified policy on test (coverage, TA), the shadow bound, hindsight."""
     rows = []
+    dim = X_test.shape[1]
     for ar in results:
         row = {"alpha": ar.alpha, "planned": ar.planned, "family": None, "cal_coverage": 0.0,
                "test_coverage": 0.0, "test_ta": None, "shadow_ok": None}
         w = ar.winner
         if w is not None:
-            label, handled = _route(w, X_all.shape[1], X_test, float(w.certification.tau))
-            s_label, s_handled = _route(w, X_all.shape[1], X["shadow"], float(w.certification.tau))
+            label, handled = route(w, dim, X_test, float(w.certification.tau))
+            s_label, s_handled = route(w, dim, X["shadow"], float(w.certification.tau))
             agree_sh = (s_label == y["shadow"])[s_handled]
             row.update(family=w.family, cal_coverage=round(w.coverage, 4),
                        test_coverage=round(float(handled.mean()), 4),
@@ -88,8 +120,7 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
             else next(iter(v for k, v in base["alphas"].items() if abs(float(k) - ar.alpha) < 1e-9))
         row["hindsight_coverage"] = round(hb["coverage"], 4)
         rows.append(row)
-    return {"task": data.name, "n_traces": len(y_all), "splits": splits.counts(),
-            "pool": [c.name for c in pool], "certify_seconds": round(seconds, 1), "rows": rows}
+    return rows
 
 
 def _route(w, dim: int, X: np.ndarray, tau: float):
@@ -107,14 +138,24 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=None)
     ap.add_argument("--day", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grid", default=None, help="experiment: logistic-regression C values")
+    ap.add_argument("--select", default=None,
+                    help="experiment: primary-stage rankings to compare (f1,agreement,log_loss,predcov)")
+    ap.add_argument("--features", default=None,
+                    help="experiment: acceptor features (base,centroid,knn,all; l2d/global only)")
     args = ap.parse_args()
-    out = run(args.task, [float(a) for a in args.alphas.split(",")], args.train_rows, args.days, args.day, seed=args.seed)
+    out = run(args.task, [float(a) for a in args.alphas.split(",")], args.train_rows, args.days,
+              args.day, seed=args.seed, selects=args.select and args.select.split(","),
+              grid=args.grid and [float(c) for c in args.grid.split(",")], features=args.features)
     print(json.dumps(out))
-    for r in out["rows"]:
-        print(f"{out['task']:<24} n={out['n_traces']:>6} alpha={r['alpha']:.2f} {str(r['family']):<8}"
-              f" cal {r['cal_coverage']:.3f} test {r['test_coverage']:.3f} TA {r['test_ta']}"
-              f" shadow_ok {r['shadow_ok']} | hindsight {r['hindsight_coverage']:.3f}",
-              file=__import__("sys").stderr)
+    blocks = {name: e["rows"] for name, e in out["experiments"].items()} if "experiments" in out \
+        else {"": out["rows"]}
+    for name, rows in blocks.items():
+        for r in rows:
+            print(f"{out['task']:<24} n={out['n_traces']:>6} {name:<18} alpha={r['alpha']:.2f} "
+                  f"{str(r['family']):<8} cal {r['cal_coverage']:.3f} test {r['test_coverage']:.3f}"
+                  f" TA {r['test_ta']} shadow_ok {r['shadow_ok']} | hindsight "
+                  f"{r['hindsight_coverage']:.3f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -286,3 +286,35 @@ def test_clear_violations_separate_test_noise_from_real_misses():
             {"coverage": 0.0, "teacher_agreement": None}]    # handles nothing
     assert clear_violations(runs, 0.9, 3080) == 1
     assert clear_violations(runs[:1], 0.9, 30) == 0        # 24 rows: nothing is clear
+
+
+def test_pool_experiment_features_and_aurc_match_brute_force():
+    """The acceptor-feature experiment (benchmarks.pool_experiment, not shipped): the centroid
+    cosine and the k-nearest-neighbour label share, and the risk-coverage area, recomputed
+    row by row."""
+    from benchmarks import pool_experiment as pe
+
+    rng = np.random.default_rng(3)
+    X_ref = rng.normal(size=(60, 6)).astype(np.float32)
+    X_ref /= np.linalg.norm(X_ref, axis=1, keepdims=True)
+    y_ref = rng.integers(0, 4, 60)
+    X = rng.normal(size=(9, 6)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    label = rng.integers(0, 4, 9)
+    probs = rng.dirichlet(np.ones(4), 9)
+    got = pe._Feats("all", X_ref, y_ref)(probs, label, X)
+    assert got.shape == (9, 6)
+    for i in range(9):
+        c = X_ref[y_ref == label[i]].mean(axis=0)
+        assert got[i, 4] == pytest.approx(float(X[i] @ c) / np.linalg.norm(c), abs=1e-6)
+        near = np.argsort(-(X_ref @ X[i]))[:pe.K_NEAREST]
+        assert got[i, 5] == pytest.approx(np.mean(y_ref[near] == label[i]))
+
+    class Fixed:  # 4 rows: top-1 probabilities 0.9, 0.8, 0.7, 0.6; rows 2 and 4 wrong
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, _X):
+            return np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+
+    y = np.array([0, 0, 0, 0])   # predictions 0, 1, 0, 1: wrong at 0.8 and 0.6
+    assert pe.aurc(Fixed(), np.zeros((4, 1)), y) == pytest.approx((0 + 1 / 2 + 1 / 3 + 2 / 4) / 4)

@@ -57,8 +57,41 @@ def test_pool_is_sorted_by_validation_macro_f1(pools, b77):
     assert len(set(scores)) > 1
 
 
+def test_validation_log_loss_is_the_teacher_labels_log_loss(pools, b77):
+    """val_log_loss: mean -log p(teacher label) over validation, floored at 1e-12; a row whose
+    teacher label the candidate never saw in training costs -log(1e-12)."""
+    first, _, messages = pools
+    _, _, X_val, y_val = b77
+    for cand in first:
+        classes = cand.estimator.classes_
+        seen = np.isin(y_val, classes)
+        probs = cand.estimator.predict_proba(X_val.astype(np.float64))
+        p_true = probs[np.nonzero(seen)[0], np.searchsorted(classes, y_val[seen])]
+        want = (-np.log(np.maximum(p_true, 1e-12)).sum() + (~seen).sum() * -np.log(1e-12)) / len(y_val)
+        assert cand.val_log_loss == pytest.approx(want, rel=1e-9)
+        assert any(m.startswith(f"candidate {cand.name}: fit") and f"log-loss {want:.4f}" in m
+                   for m in messages)
+
+
 def _spec(name, make, kind="linear"):
     return CandidateSpec(name, kind, make)
+
+
+def test_rankings_order_the_pool_by_their_validation_key(b77):
+    """``rank`` orders the pool (pool[0] is the primary stage) by validation macro-F1 (the
+    default), agreement or log-loss; ``specs`` replaces the pool (the benchmark's grid)."""
+    specs = [_spec(f"lr_c{c:g}", candidates._logreg(c)) for c in (0.01, 0.05, 1.0)]
+    pool = train_pool(*b77, seed=0, rank="log_loss", specs=specs)
+    assert {c.name for c in pool} == {s.name for s in specs}
+    losses = [c.val_log_loss for c in pool]
+    assert losses == sorted(losses) and len(set(losses)) == 3
+    by = {r: candidates.rank_pool(pool, r) for r in candidates.RANKINGS}
+    assert [c.name for c in by["log_loss"]] == [c.name for c in pool]
+    f1 = [c.val_macro_f1 for c in by["f1"]]
+    agree = [c.val_agreement for c in by["agreement"]]
+    assert f1 == sorted(f1, reverse=True) and agree == sorted(agree, reverse=True)
+    with pytest.raises(ParameterError, match="'rank' parameter.*one of f1, agreement, log_loss"):
+        train_pool(*b77, seed=0, rank="coverage", specs=specs)
 
 
 def test_ties_are_broken_by_name(b77, monkeypatch):

@@ -60,6 +60,25 @@ class TrainedCandidate:
     val_agreement: float
     fit_seconds: float
     onnx_bytes: int
+    val_log_loss: float = float("nan")   # mean -log p(teacher label) on validation
+
+
+def _log_loss(est, probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean -log probability of the teacher label (floored at 1e-12; a label the candidate
+    never saw in training gets the floor)."""
+    col = {int(c): i for i, c in enumerate(np.asarray(est.classes_))}
+    idx = np.array([col.get(int(t), -1) for t in y])
+    p = np.where(idx >= 0, probs[np.arange(len(y)), np.maximum(idx, 0)], 0.0)
+    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+
+
+# How train_pool orders the pool (pool[0] is the primary stage).  Every key reads the
+# validation rows only, never calibration or shadow (docs/guarantee.md).
+RANKINGS = {
+    "f1": lambda c: (-c.val_macro_f1, c.name),
+    "agreement": lambda c: (-c.val_agreement, c.val_log_loss, c.name),
+    "log_loss": lambda c: (c.val_log_loss, c.name),
+}
 
 
 def _logreg(c: float) -> Callable[[int], object]:
@@ -149,12 +168,15 @@ def _export_check(estimator, X_val: np.ndarray, n_labels: int) -> int:
 
 def train_pool(X_train, y_train, X_val, y_val, *, seed: int, include_trees: bool = False,
                size_budget_bytes: int = DEFAULT_SIZE_BUDGET,
-               progress: Optional[Callable[[str], None]] = None) -> list[TrainedCandidate]:
-    """Fit every candidate; best validation macro-F1 first (ties by name).
+               progress: Optional[Callable[[str], None]] = None, rank: str = "f1",
+               specs: Optional[list[CandidateSpec]] = None) -> list[TrainedCandidate]:
+    """Fit every candidate; best first by ``rank`` (``RANKINGS``; default validation macro-F1,
+    ties by name).  ``specs`` replaces ``candidate_specs`` (the benchmark's grid experiments).
 
     Labels are integer-encoded by the caller; ``y_train`` may hold any subset of them.
     """
     say = progress or (lambda _msg: None)
+    rank_pool([], rank)  # an unknown ranking fails before any fit
     X_train, y_train = _check_xy(X_train, y_train, "train")
     X_val, y_val = _check_xy(X_val, y_val, "val")
     if X_val.shape[1] != X_train.shape[1]:
@@ -166,7 +188,7 @@ def train_pool(X_train, y_train, X_val, y_val, *, seed: int, include_trees: bool
     n_labels = int(max(y_train.max(), y_val.max())) + 1
     pool = []
     with threadpool_limits(limits=1):
-        for spec in candidate_specs(include_trees):
+        for spec in specs if specs is not None else candidate_specs(include_trees):
             start = time.perf_counter()
             try:
                 est = _fit(spec.make(seed), X_train, y_train, say, spec.name)
@@ -188,14 +210,21 @@ def train_pool(X_train, y_train, X_val, y_val, *, seed: int, include_trees: bool
             f1 = float(f1_score(y_val, pred, labels=np.unique(y_val), average="macro",
                                 zero_division=0))
             agree = float(np.mean(pred == y_val))
+            loss = _log_loss(est, probs, y_val)
             say(f"candidate {spec.name}: fit {seconds:.1f}s, ONNX {size} bytes, "
-                f"val macro-F1 {f1:.4f}, agreement {agree:.4f}")
-            pool.append(TrainedCandidate(spec.name, spec.kind, est, f1, agree, seconds, size))
+                f"val macro-F1 {f1:.4f}, agreement {agree:.4f}, log-loss {loss:.4f}")
+            pool.append(TrainedCandidate(spec.name, spec.kind, est, f1, agree, seconds, size, loss))
     if not pool:
         raise PoolError("No candidate of the pool could be trained and exported within "
                         f"{size_budget_bytes} bytes; see the progress messages.")
-    pool.sort(key=lambda c: (-c.val_macro_f1, c.name))
-    return pool
+    return rank_pool(pool, rank)
+
+
+def rank_pool(pool: list[TrainedCandidate], rank: str = "f1") -> list[TrainedCandidate]:
+    """The pool best first by ``RANKINGS[rank]`` (validation rows only)."""
+    if rank not in RANKINGS:
+        raise ParameterError("rank", "train_pool", f"one of {', '.join(RANKINGS)}", rank)
+    return sorted(pool, key=RANKINGS[rank])
 
 
 def refit_candidate(cand: TrainedCandidate, X: np.ndarray, y: np.ndarray, X_check: np.ndarray,
