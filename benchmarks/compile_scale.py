@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import procs
+from benchmarks.errors import BudgetExceeded
 from benchmarks.procs import one_thread_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,29 +75,18 @@ def compile_once(traces: Path, X: Path, out: Path, alphas: str, timeout_s: float
     env = one_thread_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "compiler"), str(REPO / "runtime"),
                                          env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    with tempfile.TemporaryFile("w+") as stdout, log.open("w") as stderr:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, env=env,
-                                stdin=subprocess.DEVNULL)
-        killed = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout_s:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                killed = True
-                break
-            time.sleep(0.5)
-        wall = time.perf_counter() - t0
-        stdout.seek(0)
-        text = stdout.read()
-    code = os.waitstatus_to_exitcode(status)
-    row = {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-           "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "exit_code": code,
-           "killed_after_s": timeout_s if killed else None}
-    if not killed and code in (0, 1):
+    try:
+        done = procs.run(cmd, env=env, timeout_s=timeout_s, stderr_path=str(log))
+    except BudgetExceeded:
+        stages = re.findall(r"\[(\w+)\] \.\.\.", log.read_text())
+        return {"wall_s": timeout_s, "cpu_s": None, "peak_rss_mib": None, "exit_code": None,
+                "killed_after_s": timeout_s, "last_stage": stages[-1] if stages else None,
+                "stderr_tail": log.read_text()[-600:]}
+    wall, code, text = done.wall_s, done.returncode, done.stdout
+    row = {"wall_s": round(wall, 1), "cpu_s": round(done.cpu_s, 1),
+           "peak_rss_mib": round(done.maxrss_kib / 1024, 1), "exit_code": code,
+           "killed_after_s": None}
+    if code in (0, 1):
         doc = json.loads(text)
         row["timings"] = doc.get("timings_s", {})
         row["gate"] = doc.get("gate")
@@ -158,12 +148,13 @@ def table(doc: dict) -> str:
             cells = [f"{r['rows']:,}"] + ["–"] * len(stages) + [
                 f"killed at {r['wall_s']:.0f} (in {r.get('last_stage')})"
                 if r["killed_after_s"] else f"exit {r['exit_code']}",
-                f"{r['cpu_s']:.0f}", f"{r['peak_rss_mib']:.0f}", "–", "–"]
+                "–" if r["cpu_s"] is None else f"{r['cpu_s']:.0f}",
+                "–" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f}", "–", "–"]
         else:
             scale = r["rows"] / base["rows"]
             ratio = r["wall_s"] / base["wall_s"] / scale
             cpu_ratio = r["cpu_s"] / base["cpu_s"] / scale
-            cells = [f"{r['rows']:,}"] + [f"{dict(r['timings'], other=r['other_s']).get(s, 0):.1f}" for s in stages] + [
+            cells = [f"{r['rows']:,}"] + [f"{dict(r['timings'], other=r.get('other_s', 0)).get(s, 0):.1f}" for s in stages] + [
                 f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['peak_rss_mib']:.0f}",
                 f"{ratio:.2f}", f"{cpu_ratio:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
