@@ -77,10 +77,12 @@ def compile_once(traces: Path, X: Path, out: Path, alphas: str, timeout_s: float
                                          env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     try:
         done = procs.run(cmd, env=env, timeout_s=timeout_s, stderr_path=str(log))
-    except BudgetExceeded:
+    except BudgetExceeded:  # the stages it finished, from its progress lines
         stages = re.findall(r"\[(\w+)\] \.\.\.", log.read_text())
+        done = re.findall(r"\[(\w+)\] done in ([0-9.]+) s", log.read_text())
         return {"wall_s": timeout_s, "cpu_s": None, "peak_rss_mib": None, "exit_code": None,
                 "killed_after_s": timeout_s, "last_stage": stages[-1] if stages else None,
+                "finished_stages": {k: float(v) for k, v in done},
                 "stderr_tail": log.read_text()[-600:]}
     wall, code, text = done.wall_s, done.returncode, done.stdout
     row = {"wall_s": round(wall, 1), "cpu_s": round(done.cpu_s, 1),
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
 def table(doc: dict) -> str:
     """Markdown: rows, per-stage seconds, total, peak RSS, time per row vs the smallest run."""
     runs = doc["runs"]
-    seen = {s for r in runs for s in r.get("timings", {})}
+    seen = {s for r in runs for s in (r.get("timings") or r.get("finished_stages", {}))}
     stages = [s for s in STAGES if s in seen] + sorted(seen - set(STAGES)) + ["other"]
     base = next((r for r in runs if "timings" in r), None)  # ratios: time per row vs this run
     head = ["rows"] + [f"{s} (s)" for s in stages] + ["total wall (s)", "CPU (s)",
@@ -145,7 +147,8 @@ def table(doc: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         if "timings" not in r:
-            cells = [f"{r['rows']:,}"] + ["–"] * len(stages) + [
+            part = r.get("finished_stages", {})
+            cells = [f"{r['rows']:,}"] + [f"{part[s]:.1f}" if s in part else "–" for s in stages] + [
                 f"killed at {r['wall_s']:.0f} (in {r.get('last_stage')})"
                 if r["killed_after_s"] else f"exit {r['exit_code']}",
                 "–" if r["cpu_s"] is None else f"{r['cpu_s']:.0f}",

@@ -91,8 +91,9 @@ def table(entries: list[dict]) -> str:
             t = tr.get("alphas", {}).get(alpha_key(r["alpha"])) if tr["status"] == "done" else None
             ta = "–" if r["test_ta"] is None else f"{r['test_ta']:.3f}"
             cov = f"{r['test_coverage']:.3f}" if r["family"] else "refused"
-            tcov = ("not run" if tr["status"].startswith("not run") else tr["status"]) \
-                if t is None else f"{t['coverage']:.3f}"
+            tcov = f"{t['coverage']:.3f}" if t is not None else "not run" \
+                if tr["status"].startswith("not run") else "timeout" \
+                if "stopped after" in tr.get("error", "") else tr["status"]
             tta = "–" if t is None or t["teacher_agreement"] != t["teacher_agreement"] \
                 else f"{t['teacher_agreement']:.3f}"
             gap = 100 * (r["test_coverage"] - r["hindsight_coverage"])
