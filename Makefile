@@ -9,6 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    := out
+SCALE_ROWS ?= 10000,100000
 
 .PHONY: demo test bench bench-quick soak schemas clean
 
@@ -35,6 +36,11 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt '.[embed-st]'
 	$(BIN)/python -m benchmarks.run --data ../shared/data
+	# Data-size sweep (TRACER at 10k only: its small-data fits run > 10 min each here) and the
+	# compile scaling run; 1M rows take ~30 min on this machine: make bench SCALE_ROWS=10000,100000,1000000
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.size_sweep --data ../shared/data --tracer-sizes 10000
+	$(BIN)/python -m benchmarks.compile_scale --rows $(SCALE_ROWS)
+	$(BIN)/python -m benchmarks.run --render-only
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || echo "wrk unavailable: the serve load test is skipped" >&2
 	$(BIN)/python -m benchmarks.product --data ../shared/data
 

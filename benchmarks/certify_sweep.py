@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks.baseline import confidence_baseline
-from benchmarks.data import daily_batches, load_task
+from benchmarks.data import daily_batches, load_task, size_subset
 from tracec.calibration import cp_upper
 from tracec.candidates import train_pool
 from tracec.config import FAMILIES
@@ -52,8 +52,7 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
         batches = daily_batches(len(data.X_train), days, seed)
         data = data.subset(np.sort(np.concatenate(batches[:day])), name=f"{task}@day{day}of{days}")
     elif train_rows:  # a data-size sweep: the first ``train_rows`` of one seeded shuffle
-        perm = np.random.default_rng(seed).permutation(len(data.X_train))
-        data = data.subset(np.sort(perm[:train_rows]), name=f"{task}@{train_rows}")
+        data = size_subset(data, train_rows, seed)
     X_all = np.asarray(data.X_train, dtype=np.float32)
     y_all, y_test, n_labels = _encode(data.teacher_train, data.teacher_test)
     X_test = np.asarray(data.X_test, dtype=np.float32)

@@ -144,6 +144,12 @@ def pooled_resplit(data: TaskData, n_train: int, seed: int) -> TaskData:
                     gold[b], [texts[i] for i in a], [texts[i] for i in b])
 
 
+def size_subset(data: TaskData, n: int, seed: int) -> TaskData:
+    """The first ``n`` training traces of one seeded shuffle (a data-size sweep's rows)."""
+    perm = np.random.default_rng(seed).permutation(len(data.X_train))
+    return data.subset(np.sort(perm[:n]), name=f"{data.name}@{n}")
+
+
 def daily_batches(n_rows: int, days: int, seed: int) -> list[np.ndarray]:
     """Shuffle row indices (seeded) and cut them into ``days`` near-equal batches."""
     perm = np.random.default_rng(seed).permutation(n_rows)

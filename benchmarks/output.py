@@ -16,6 +16,9 @@ from benchmarks.data import TASKS
 from benchmarks.targets import all_rows
 
 SECTIONS = ("meta", "quality", "validity", "flywheel", "runtime")
+# written by their own commands (benchmarks.compile_scale, benchmarks.size_sweep; `make bench`
+# runs both after benchmarks.run); the report shows the latest found in the results directory
+STANDALONE = ("compile_scale", "size_sweep")
 
 
 def clean(obj):
@@ -62,6 +65,9 @@ def versions() -> dict:
 def finish(results: dict, out: Path, doc: Path, img: Path) -> list[Path]:
     """Write ``out/<section>.json``, ``out/targets.json``, the figures and ``doc``."""
     out.mkdir(parents=True, exist_ok=True)
+    for name in STANDALONE:
+        if results.get(name) is None and (out / f"{name}.json").is_file():
+            results = dict(results, **{name: json.loads((out / f"{name}.json").read_text())})
     written = []
     for name in SECTIONS:
         if results.get(name) is not None:

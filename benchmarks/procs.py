@@ -24,10 +24,13 @@ class Finished:
 
 
 def run(cmd: list[str], env: dict | None = None, cwd: str | None = None,
-        stream_stderr: bool = False, timeout_s: float | None = None) -> Finished:
-    """Run ``cmd`` to completion; output goes through temporary files (no pipe dead-locks).
+        stream_stderr: bool = False, timeout_s: float | None = None,
+        stderr_path: str | None = None) -> Finished:
+    """Run ``cmd`` to completion; output goes through temporary files (no pipe dead-locks;
+    stderr into ``stderr_path`` when given, which stays readable after a timeout).
     With ``timeout_s``, the child is killed when the time is up and ``BudgetExceeded`` raised."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, \
+            (open(stderr_path, "w+") if stderr_path else tempfile.TemporaryFile("w+")) as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=None if stream_stderr else err,
                                 env=env, cwd=cwd, stdin=subprocess.DEVNULL)

@@ -216,11 +216,41 @@ def notes_section(meta: dict) -> list[str]:
     return ["## How it was measured", "", *[f"- {n}" for n in meta.get("notes", [])], ""]
 
 
+def scale_section(doc: dict | None) -> list[str]:
+    if not doc:
+        return []
+    from benchmarks.compile_scale import table as scale_table
+
+    return ["## Compile time against trace count (synthetic embeddings)", "",
+            f"`{doc['command']}`: {doc['labels']} labels, {doc['dim']}-d unit vectors, float16, "
+            f"`--alpha {doc['alpha']}`; one compile at a time, math libraries on one thread. "
+            "Stage wall times from `compile --json`; *other* = start-up, staging, shadow gate, "
+            "artifacts and signing; peak RSS of the compile process; *wall / linear* and *CPU / "
+            "linear* = time per row relative to the smallest run (1.00 = linear). The pool is fit on at most 50,000 rows "
+            "(`tracec.pool_sample`, recorded as the manifest's `pool_sample`); see docs/scaling.md.",
+            "", scale_table(doc), ""]
+
+
+def size_sweep_section(doc: dict | None) -> list[str]:
+    if not doc:
+        return []
+    from benchmarks.size_sweep import table as sweep_table
+
+    return ["## Data-size sweep", "",
+            f"`{doc['command']}` (seed {doc['seed']}): the first n training traces of one seeded "
+            "shuffle; tracec certified in process (`benchmarks.certify_sweep`), the policy applied "
+            "to the test split; hindsight = `benchmarks/baseline.py` trained on the same n rows, "
+            "threshold chosen on test; TRACER memoised, where it was run.", "",
+            sweep_table(doc["entries"]), ""]
+
+
 def render(results: dict, figures: list[str] | None = None) -> str:
     meta = results.get("meta", {})
     parts = (header(meta) + targets_section(results)
              + (quality_section(results["quality"]) if results.get("quality") else [])
              + validity_section(results.get("validity")) + flywheel_section(results.get("flywheel"))
-             + runtime_section(results.get("runtime")) + figures_section(figures or [])
+             + runtime_section(results.get("runtime"))
+             + size_sweep_section(results.get("size_sweep"))
+             + scale_section(results.get("compile_scale")) + figures_section(figures or [])
              + notes_section(meta))
     return "\n".join(parts).rstrip() + "\n"

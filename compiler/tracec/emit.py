@@ -17,6 +17,7 @@ from tracec.frontier import AlphaResult, Context, highest_passing_alpha
 from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
                              RulesRecord, Sampling, ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
+from tracec import pool_sample
 from tracec.ood import manifest_record
 from tracec.report_view import rules_lines
 from tracec_runtime.keys import load_private_key
@@ -112,6 +113,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
         seed=config.seed, config=config.recipe(), config_fingerprint=config.fingerprint(),
         tool_versions=_tool_versions(), sampling=_sampling(data.traces.sampling),
         rules=None if config.rules is None else RulesRecord.of(config.rules.rules),
+        pool_sample=pool_sample.record(splits.counts()),
         files={k: FileDigest(**v) for k, v in file_digests(root).items()})
 
 

@@ -193,6 +193,18 @@ class Sampling(_Model):
         default=None, description="compile --previous: that bundle's live figures on this log")
 
 
+class PoolSample(_Model):
+    """The candidate pool and the shipped stages' refit were fit on a seeded uniform sample
+    (tracec.pool_sample): the train split, or train + validation, held more than ``cap`` rows."""
+
+    method: Literal["uniform-seeded"]
+    cap: int
+    pool_fit_rows: int = Field(description="train-split rows the pool was fit on")
+    pool_rows: int = Field(description="rows in the train split")
+    refit_rows_fit: int = Field(description="train + validation rows the refit used")
+    refit_rows: int = Field(description="rows in train + validation")
+
+
 class FastPathRecord(_Model):
     """The compile-time identity check of the numpy fast path against the graph."""
 
@@ -248,6 +260,8 @@ class Manifest(_Model):
     sampling: Optional[Sampling] = Field(
         default=None, description="null unless the traces are a decision log")
     files: dict[str, FileDigest]
+    pool_sample: Optional[PoolSample] = Field(
+        default=None, description="null: the pool and the refit were fit on every row")
     rules: Optional[RulesRecord] = Field(
         default=None, description="the routing rules (compile --rules) the certificate accounts "
                                   "for; null: none (bundles before them)")

@@ -1,9 +1,16 @@
 """The compile driver: traces in, certified and signed bundle out.
 
+<<<<<<< HEAD
     load -> previous (a decision log replayed through --previous) -> embed -> check rules
          -> split -> train pool -> primary stage -> refit on train+validation
          -> OOD gate (train rows only) -> export + score -> certify every alpha x family
          -> export the chosen policy -> stage bundle -> measure through the runtime -> shadow gate
+=======
+    load -> embed -> check rules -> split -> train pool (<= 50k rows) -> primary stage
+         -> refit on train+validation -> OOD gate (train rows only) -> export + score
+         -> certify every alpha x family -> export the chosen policy
+         -> stage bundle -> measure through the runtime -> shadow gate
+>>>>>>> h3
          -> artifacts -> manifest -> seal -> publish
 
 Every stage lives in its own module; this file only sequences them.  The
@@ -32,6 +39,7 @@ from tracec.measure import concat, measured, route_split
 from tracec.ood import fit_ood
 from tracec.previous import against_previous, load_previous
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.pool_sample import capped
 from tracec.rules import check_labels
 from tracec.signals import terminate_as_exception
 from tracec.splits import auto_fractions, split_rows
@@ -79,13 +87,15 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
     say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))
 
-    pool = clock("train", lambda: train_pool(
-        X["train"], y["train"], X["validation"], y["validation"], seed=config.seed,
+    pool = clock("train", lambda: train_pool(  # at most POOL_CAP rows fit (pool_sample)
+        *capped(X["train"], y["train"], config.seed, 0, say), X["validation"], y["validation"],
+        seed=config.seed,
         include_trees=config.include_trees, size_budget_bytes=config.size_budget_bytes,
         progress=say))
     primary = make_primary(pool[0], X["validation"], y["validation"], config.seed)
-    ship = Refitter(np.concatenate([X["train"], X["validation"]]),
-                    np.concatenate([y["train"], y["validation"]]), X["validation"],
+    ship = Refitter(*capped(np.concatenate([X["train"], X["validation"]]),
+                            np.concatenate([y["train"], y["validation"]]), config.seed, 1, say),
+                    X["validation"],
                     len(data.labels), config.size_budget_bytes, say)
     certify_splits = {k: X[k] for k in ("validation", "calibration")}  # all certification reads
     ood = None if config.ood_quantile is None else clock("ood", lambda: fit_ood(
