@@ -1,16 +1,9 @@
 """The compile driver: traces in, certified and signed bundle out.
 
-<<<<<<< HEAD
     load -> previous (a decision log replayed through --previous) -> embed -> check rules
-         -> split -> train pool -> primary stage -> refit on train+validation
+         -> split -> train pool (<= 50k rows) -> primary stage -> refit on train+validation
          -> OOD gate (train rows only) -> export + score -> certify every alpha x family
          -> export the chosen policy -> stage bundle -> measure through the runtime -> shadow gate
-=======
-    load -> embed -> check rules -> split -> train pool (<= 50k rows) -> primary stage
-         -> refit on train+validation -> OOD gate (train rows only) -> export + score
-         -> certify every alpha x family -> export the chosen policy
-         -> stage bundle -> measure through the runtime -> shadow gate
->>>>>>> h3
          -> artifacts -> manifest -> seal -> publish
 
 Every stage lives in its own module; this file only sequences them.  The
