@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from tracec.frontier import first_step_size
-from tracec.learning_curve import GRID, Curve
+from tracec.learning_curve import GRID, Curve, measure_curve
 from tracec.splits import auto_fractions
 
 MAX_FACTOR = 10                   # no projection beyond 10x the traces scanned
@@ -147,8 +147,20 @@ def sentence(doc: dict, n: int, alpha: float, certified: bool = False) -> str:
     else:
         hi = "more than " + f"{n * MAX_FACTOR - n:,}" if opened["high"] is None \
             else f"{int(opened['high']) - n:,}"
+        spread = "" if opened["low"] == opened["high"] else \
+            f" (seed spread {int(opened['low']) - n:,} to {hi})"
         head = (f"at this rate about {int(opened['median']) - n:,} more traces would open the "
-                f"gate at alpha {alpha:g} (seed spread {int(opened['low']) - n:,} to {hi})")
+                f"gate at alpha {alpha:g}{spread}")
     at = doc["at"][0]
-    return (f"{head}; projected coverage at {at['traces']:,} traces {at['median']:.2f} "
-            f"(spread {at['low']:.2f}-" + ("?" if at["high"] is None else f"{at['high']:.2f}") + ")")
+    spread = "" if at["low"] == at["high"] else f" (spread {at['low']:.2f}-{at['high']:.2f})"
+    return f"{head}; projected coverage at {at['traces']:,} traces {at['median']:.2f}{spread}"
+
+
+def refusal_line(X: dict, y: dict, seed: int, alpha: float, delta: float, certified: float) -> str:
+    """The refused compile's projection, on its own split: one subsample seed (3 logistic-
+    regression fits, not the scan's 7; the pool is not retrained), so no seed spread.  It
+    assumes the auto split for the larger trace counts."""
+    n = sum(len(v) for v in y.values())
+    doc = project(measure_curve(X, y, seed, repeats=1), n, alpha, delta, certified)
+    return (f"projection (learning curve, one seed; `tracec scan` gives the seed spread and the "
+            f"labels to collect): {doc['note']}")
