@@ -22,6 +22,7 @@ from tracec.candidates import train_pool
 from tracec.config import CompileConfig
 from tracec.frontier import Context, certify_alpha
 from tracec.inputs import embed_inputs, read_traces
+from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
 from tracec.projection import FACTORS, MAX_FACTOR, project
 from tracec.splits import auto_fractions, split_rows
@@ -70,7 +71,7 @@ def certify_now(X: dict, y: dict, n_labels: int, dim: int, config: CompileConfig
                 say: Say) -> list[tuple[Optional[str], float]]:
     """The compile's pool -> primary -> refit -> certify on the same split: (family, calibration
     coverage) per alpha, what ``tracec compile`` with the same traces, seed and alphas certifies
-    (before its shadow gate)."""
+    (before its shadow gate), its default OOD gate included."""
     pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=config.seed,
                       include_trees=config.include_trees,
                       size_budget_bytes=config.size_budget_bytes, progress=say)
@@ -78,8 +79,10 @@ def certify_now(X: dict, y: dict, n_labels: int, dim: int, config: CompileConfig
     ship = Refitter(np.concatenate([X["train"], X["validation"]]),
                     np.concatenate([y["train"], y["validation"]]), X["validation"], n_labels,
                     config.size_budget_bytes, say)
+    ood = None if config.ood_quantile is None else fit_ood(
+        X["train"], y["train"], seed=config.seed, quantile=config.ood_quantile)
     scored = score_shipped(primary, ship(primary), dim,
-                           {k: X[k] for k in ("validation", "calibration")})
+                           {k: X[k] for k in ("validation", "calibration")}, ood)
     ctx = Context(pool, primary, scored, X, y, config.families, config.delta, config.min_accept,
                   config.seed, dim, say, config.size_budget_bytes, ship)
     out = []
