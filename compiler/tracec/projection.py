@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from tracec.frontier import first_step_size
-from tracec.learning_curve import GRID, Curve, measure_curve
+from tracec.learning_curve import FRACTIONS, GRID, MIN_HELDOUT, MIN_SUBSAMPLE, Curve, measure_curve
 from tracec.splits import auto_fractions
 
 MAX_FACTOR = 10                   # no projection beyond 10x the traces scanned
@@ -98,7 +98,8 @@ def project(curve: Curve, n: int, alpha: float, delta: float, certified_now: flo
            "at": [], "traces_to_open": None, "more_traces_to_open": None, "targets": []}
     if curve.too_small:
         doc["note"] = (f"cannot project: too few traces ({curve.heldout_rows} held-out rows, "
-                       f"{curve.train_rows} training rows; need {100} and {200})")
+                       f"{curve.train_rows} training rows; need {MIN_HELDOUT} and "
+                       f"{int(MIN_SUBSAMPLE / FRACTIONS[0])})")
         return doc
     fitted = fits(curve)
     decay = [-float(f[0][-1]) for f in fitted]   # error decay exponent at full coverage
@@ -150,10 +151,11 @@ def sentence(doc: dict, n: int, alpha: float, certified: bool = False) -> str:
         spread = "" if opened["low"] == opened["high"] else \
             f" (seed spread {int(opened['low']) - n:,} to {hi})"
         head = (f"at this rate about {int(opened['median']) - n:,} more traces would open the "
-                f"gate at alpha {alpha:g}{spread}")
+                f"gate at alpha {alpha:g}{spread}, a lower estimate (docs/scan.md)")
     at = doc["at"][0]
     spread = "" if at["low"] == at["high"] else f" (spread {at['low']:.2f}-{at['high']:.2f})"
-    return f"{head}; projected coverage at {at['traces']:,} traces {at['median']:.2f}{spread}"
+    return (f"{head}; projected coverage at {at['traces']:,} traces {at['median']:.2f}{spread}, "
+            "an upper estimate")
 
 
 def refusal_line(X: dict, y: dict, seed: int, alpha: float, delta: float, certified: float) -> str:
