@@ -138,7 +138,7 @@ def sentence(doc: dict, n: int, alpha: float, certified: bool = False) -> str:
         return doc.get("note", "cannot project")
     opened = doc["traces_to_open"]
     if doc["more_traces_to_open"] == 0 and certified:
-        head = f"alpha {alpha:g} certifies now"
+        head = f"alpha {alpha:g} certifies now (calibration)"
     elif doc["more_traces_to_open"] == 0:
         head = (f"at alpha {alpha:g} the projection model would certify at this size but the "
                 "compile's procedure did not (planning or acceptor loss): collect more traces")
