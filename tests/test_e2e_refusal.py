@@ -35,6 +35,11 @@ def test_mnli_is_refused_with_an_explanation(tmp_path):
     assert m["policy"]["gate"] == "closed"
     refusal = m["refusal"]
     assert refusal["reasons"], "a refusal must say why"
+    # the learning-curve projection (docs/scan.md): NLI pairs embedded as one sentence carry
+    # nothing the teacher decides on, so the curve is flat and it refuses to invent a number
+    projection = [r for r in refusal["reasons"] if r.startswith("projection")]
+    assert len(projection) == 1 and "cannot project: the learning curve is flat" in projection[0]
+    assert projection[0] in proc.stderr
     assert float(refusal["best_ta_full_coverage"]) < 0.9
     hpa = refusal["highest_passing_alpha"]
     assert hpa is None or float(hpa) < 0.9

@@ -18,7 +18,7 @@ from typing import Optional
 import click
 
 from tracec import outputs
-from tracec.cli_options import trace_options
+from tracec.cli_options import embedding_options, trace_options
 from tracec_runtime.cli import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, report_failure
 
 
@@ -46,13 +46,7 @@ def cli(debug) -> None:  # noqa: ARG001 - main() reads --debug before click pars
 @click.argument("traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @trace_options
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-@click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
-              help="Row-aligned .npy embeddings (default: compute with all-MiniLM-L6-v2, cached).")
-@click.option("--embedder-id", help="Name of the model that produced --embeddings (required with it; recorded).")
-@click.option("--embedder", default="minilm-int8", show_default=True,
-              type=click.Choice(["minilm-int8", "sentence-transformers"]),
-              help="Text embedder: int8 ONNX (a text-in bundle carrying it) or sentence-transformers "
-                   "(extra tracec[embed-st]; embedding-in bundle).")
+@embedding_options
 @click.option("--alpha", default="0.9", show_default=True,
               help="Teacher-agreement target; a comma list builds frontier.json, the bundle uses the first.")
 @click.option("--delta", default=0.05, show_default=True, type=float, help="Allowed failure probability.")
@@ -107,6 +101,30 @@ def compile_cmd(traces, trace_options, out, embeddings, embedder_id, embedder, a
         _say(result.explanation)
     _emit(outputs.CompileOutput, doc, as_json, result.explanation)
     sys.exit(EXIT_OK if result.gate_open else EXIT_REFUSED)
+
+
+@cli.command("scan")
+@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@trace_options
+@embedding_options
+@click.option("--alphas", default="0.8,0.85,0.9,0.95", show_default=True,
+              help="Teacher-agreement targets to scan (comma list).")
+@click.option("--delta", default=0.05, show_default=True, type=float, help="Allowed failure probability.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def scan_cmd(traces, trace_options, embeddings, embedder_id, embedder, alphas, delta, seed, as_json):
+    """Before compiling: the coverage TRACES would certify now per alpha, a learning-curve
+    projection of how many more traces would raise it, and the labels to collect (docs/scan.md).
+    Exit 0 (also when nothing certifies); 2 usage; 3 bad input."""
+    from tracec.config import parse_alphas
+    from tracec.scan import scan, scan_config, text
+
+    config = scan_config(traces, parse_alphas(alphas), delta, seed, embeddings=embeddings,
+                         embedder_id=embedder_id, embedder=embedder, **trace_options)
+    doc = scan(config, _say)
+    if as_json:
+        _say(text(doc))
+    _emit(outputs.ScanOutput, doc, as_json, text(doc))
 
 
 def _require_signing_choice(signing_key: Optional[Path], unsigned: bool) -> None:

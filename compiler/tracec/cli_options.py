@@ -1,4 +1,4 @@
-"""Options shared by every command that reads a trace file (compile, embed, route).
+"""Options shared by every command that reads a trace file (compile, embed, route, scan).
 
 ``trace_options`` adds ``--format``, ``--input-field``, ``--teacher-field`` and
 ``--batch-output`` and hands the command one ``trace_options`` dict: the keyword
@@ -41,3 +41,16 @@ def trace_options(fn):
     for decorate in reversed(decorators):
         wrapper = decorate(wrapper)
     return wrapper
+
+
+def embedding_options(fn):
+    """``--embeddings``, ``--embedder-id`` and ``--embedder`` (compile, scan)."""
+    fn = click.option("--embedder", default="minilm-int8", show_default=True,
+                      type=click.Choice(["minilm-int8", "sentence-transformers"]),
+                      help="Text embedder: int8 ONNX (a text-in bundle carrying it) or "
+                           "sentence-transformers (extra tracec[embed-st]; embedding-in bundle).")(fn)
+    fn = click.option("--embedder-id", help="Name of the model that produced --embeddings "
+                                            "(required with it; recorded).")(fn)
+    return click.option("--embeddings", type=click.Path(path_type=Path, dir_okay=False),
+                        help="Row-aligned .npy embeddings (default: compute with "
+                             "all-MiniLM-L6-v2, cached).")(fn)

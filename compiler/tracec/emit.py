@@ -14,6 +14,7 @@ from tracec.artifacts import CostInputs, EvalRows, build_artifacts
 from tracec.bundle import file_digests, seal_bundle, write_file, write_json
 from tracec.config import CompileConfig
 from tracec.frontier import AlphaResult, Context, highest_passing_alpha
+from tracec.projection import refusal_line
 from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest, Inputs, Manifest, Measured, Policy, Refusal,
                              RulesRecord, Sampling, ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
@@ -145,6 +146,8 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
                           f"at delta/(1+m) = {r.certification.delta_each:.3g})")
             reasons.append(f"{r.family}: no threshold certified TA >= {chosen.alpha:g}{detail}")
     reasons.extend(gate.reasons)
+    reasons.append(refusal_line(ctx.X, ctx.y, ctx.seed, chosen.alpha, ctx.delta,
+                                chosen.winner.coverage if chosen.winner else 0.0))
     best = highest_passing_alpha(ctx, chosen.delta_per_family)
     return Refusal(reasons=reasons, best_ta_full_coverage=dec(chosen.full_coverage_ta),
                    highest_passing_alpha=None if best is None else dec(best),

@@ -132,7 +132,72 @@ class ReportOutput(_Success):
     bundle: str
 
 
+class Spread(_Out):
+    """A projected number: the median over subsample seeds and the seeds' range (null: not
+    reached within the projection's range)."""
+
+    median: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+
+
+class ProjectedAt(Spread):
+    traces: int = Field(description="total traces (multiples of the traces scanned)")
+
+
+class CoverageTarget(_Out):
+    coverage: float
+    traces: Spread = Field(description="total traces projected to reach this coverage")
+
+
+class ScanAlpha(_Out):
+    alpha: float
+    coverage_now: float = Field(description="calibration coverage the compile's procedure "
+                                            "certifies on these traces (before the shadow gate)")
+    family: Optional[str] = Field(description="the family certified now; null if none")
+    model_coverage_now: float = Field(description="the projection model's coverage at the "
+                                                  "traces scanned (compare with coverage_now)")
+    status: Literal["projected", "cannot_project"]
+    note: str
+    at: list[ProjectedAt]
+    traces_to_open: Optional[Spread] = None
+    more_traces_to_open: Optional[int] = None
+    targets: list[CoverageTarget] = []
+    agreement_gain_per_doubling: Optional[Spread] = None
+
+
+class ScanPoint(_Out):
+    fraction: float
+    repeat: int
+    train_rows: int
+    agreement_full_coverage: float
+
+
+class ScanLabel(_Out):
+    label: str
+    traces: int
+    heldout: int
+    agreement: float = Field(description="held-out agreement of the full-data model on the label")
+    agreement_half_data: Optional[float] = Field(description="the same at 50 % of the traces")
+    error_share: float = Field(description="the label's disagreeing held-out rows / all held-out rows")
+
+
+class ScanOutput(_Success):
+    """``tracec scan``: certifiable coverage now and a learning-curve projection (docs/scan.md)."""
+
+    traces: TracesRead
+    labels_total: int
+    seed: int
+    delta: float
+    splits: dict[str, int]
+    method: dict[str, Any]
+    learning_curve: list[ScanPoint]
+    alphas: list[ScanAlpha]
+    labels: list[ScanLabel]
+
+
 register("cli-error.schema.json", ErrorOutput)
+register("cli-scan.schema.json", ScanOutput)
 register("cli-keygen.schema.json", KeygenOutput)
 register("cli-embed.schema.json", EmbedOutput)
 register("cli-report.schema.json", ReportOutput)
