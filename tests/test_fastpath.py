@@ -268,3 +268,33 @@ def test_run_one_is_thread_safe(banking, stages, taus):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(fast.run_one, X))
     assert got == expected
+
+
+def test_single_row_check_is_capped_to_an_even_sample_and_still_catches_a_row(banking, stages,
+                                                                              monkeypatch):
+    """Above SINGLE_ROW_CAP rows run_one is compared on evenly spaced rows (a million rows
+    would spend minutes in the per-row loop); a run_one that differs on a sampled row is
+    still caught, and the record says how many rows were compared one by one."""
+    import tracec.export.fastpath as fp
+    assert fp.single_row_sample(10, cap=20).tolist() == list(range(10))
+    idx = fp.single_row_sample(1000, cap=100)
+    assert len(idx) == 100 and idx[0] == 0 and idx[-1] == 999 and np.all(np.diff(idx) >= 9)
+    X = banking[0]
+    st = [stages["lr"]]
+    tau = float(np.float32(0.6))
+    graph = build_policy_graph(st, n_features=X.shape[1], tau=tau, mode="l2d")
+    fast = _fast(st, "l2d", tau)
+    monkeypatch.setattr(fp, "SINGLE_ROW_CAP", 50)
+    report = check_identical(fast, graph, X)
+    assert report.identical and report.manifest_record()["single_rows_checked"] == 50
+    bad_row = X[fp.single_row_sample(len(X))[7]]
+
+    class OffByOne:  # the batch path is right, run_one is wrong on one row
+        def __getattr__(self, name):
+            return getattr(fast, name)
+
+        def run_one(self, x):
+            label, score, handled = fast.run_one(x)
+            return (label + 1 if np.array_equal(x, bad_row) else label), score, handled
+    report = check_identical(OffByOne(), graph, X)
+    assert not report.identical and report.label_mismatches >= 1

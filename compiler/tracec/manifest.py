@@ -215,6 +215,9 @@ class FastPathRecord(_Model):
     handled_mismatches: int
     max_score_diff: Dec
     near_tau: int = Field(description="rows whose graph score lies within max_score_diff of tau")
+    single_rows_checked: Optional[int] = Field(default=None, description=(
+        "rows on which the single-row path was also compared: every row up to 100,000, else "
+        "100,000 evenly spaced ones (null: bundles before the cap, where it was every row)"))
 
 
 class RulesRecord(_Model):
