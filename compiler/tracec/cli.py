@@ -54,29 +54,28 @@ def cli(debug) -> None:  # noqa: ARG001 - main() reads --debug before click pars
 @click.option("--trees", is_flag=True, help="Add size-capped tree models to the candidate pool.")
 @click.option("--families", default="global,l2d,cascade", show_default=True)
 @click.option("--split", "split_text", default="auto", show_default=True,
-              help="train,validation,calibration,shadow fractions, or 'auto' (calibration about "
-                   "3,000 rows within 15-30 %, validation 15 %, shadow 10 %).")
+              help="train,validation,calibration,shadow fractions, or 'auto' (calibration "
+                   "about 3,000 rows within 15-30 %, validation 15 %, shadow 10 %).")
 @click.option("--size-budget-mb", default=5.0, show_default=True, type=float)
 @click.option("--signing-key", type=click.Path(path_type=Path, dir_okay=False), help="NAME.key from `tracec keygen`.")
 @click.option("--unsigned", is_flag=True, help="Write an unsigned bundle (needed when no --signing-key is given).")
-@click.option("--previous", type=click.Path(path_type=Path, file_okay=False),
-              help="Previous bundle, for deltas; a decision log is checked against it (replayed; "
-                   "its live figures recorded).")
+@click.option("--previous", type=click.Path(path_type=Path, file_okay=False), help="Previous "
+              "bundle, for deltas; a decision log is checked against it (replayed; live figures).")
 @click.option("--previous-public-key", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--no-examples", is_flag=True, help="Artifacts hold counts only, no trace text.")
 @click.option("--teacher-cost-per-1k", type=float, help="LLM cost per 1,000 calls, for the cost projection.")
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-@click.option("--ood-quantile", default=0.005, show_default=True, type=float,
-              help="Out-of-distribution gate: share of (out-of-fold) training rows it would reject.")
-@click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (inputs unlike the traces are not deferred).")
+@click.option("--ood-quantile", default=0.005, show_default=True, type=float, help="Out-of-"
+              "distribution gate: share of (out-of-fold) training rows it would reject.")
+@click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (unlike inputs not deferred).")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Routing rules (.yaml/.json): never_handle, min_alpha, max_handled_share.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def compile_cmd(traces, trace_options, out, embeddings, embedder_id, embedder, alpha, delta, seed,
                 trees, families, split_text, size_budget_mb, signing_key, unsigned, previous,
-                previous_public_key, no_examples, teacher_cost_per_1k, daily_volume, force, ood_quantile,
-                no_ood, rules_path, as_json):
+                previous_public_key, no_examples, teacher_cost_per_1k, daily_volume, force,
+                ood_quantile, no_ood, rules_path, as_json):
     """Compile TRACES (a file, .gz or - for stdin; --format) into a bundle.  Exit 0: gate open;
     1: refused (closed bundle written)."""
     _require_signing_choice(signing_key, unsigned)
