@@ -66,8 +66,7 @@ def cli(debug) -> None:  # noqa: ARG001 - main() reads --debug before click pars
 @click.option("--teacher-cost-per-1k", type=float, help="LLM cost per 1,000 calls, for the cost projection.")
 @click.option("--daily-volume", type=int, help="Requests per day, for the cost projection.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-@click.option("--ood-quantile", default=0.005, show_default=True, type=float, help="Out-of-"
-              "distribution gate: share of (out-of-fold) training rows it would reject.")
+@click.option("--ood-quantile", default=0.005, show_default=True, type=float, help="OOD gate: share of training rows it rejects.")
 @click.option("--no-ood", is_flag=True, help="No out-of-distribution gate (unlike inputs not deferred).")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Routing rules (.yaml/.json): never_handle, min_alpha, max_handled_share.")
