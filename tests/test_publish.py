@@ -84,13 +84,13 @@ def _assert_untouched_plus(out: Path, reference: Path, added: str) -> None:
 def _during_compile(monkeypatch, action):
     """Run ``action()`` in the middle of the compile (after staging began, before publish)."""
     from tracec import pipeline
-    real = pipeline.shadow_gate
+    real = pipeline.gate_with_rules
 
     def gate(*a, **kw):
         action()
         return real(*a, **kw)
 
-    monkeypatch.setattr(pipeline, "shadow_gate", gate)
+    monkeypatch.setattr(pipeline, "gate_with_rules", gate)
 
 
 # -- check-then-act race --------------------------------------------------------------------
