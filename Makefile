@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt '.[embed-st]'
 	$(BIN)/python -m benchmarks.run --data ../shared/data
 	# Data-size sweep (TRACER at 10k only: its small-data fits run > 10 min each here) and the
-	# compile scaling run; 1M rows take ~30 min on this machine: make bench SCALE_ROWS=10000,100000,1000000
+	# compile scaling run; 1M rows take ~5 min and 8 GiB on this machine: make bench SCALE_ROWS=10000,100000,1000000
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.size_sweep --data ../shared/data --tracer-sizes 10000
 	$(BIN)/python -m benchmarks.compile_scale --rows $(SCALE_ROWS)
 	$(BIN)/python -m benchmarks.run --render-only
