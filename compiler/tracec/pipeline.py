@@ -80,16 +80,16 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
     say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))
 
-    pool = clock("train", lambda: train_pool(  # at most POOL_CAP rows fit (pool_sample)
-        *capped(X["train"], y["train"], config.seed, 0, say), X["validation"], y["validation"],
-        seed=config.seed,
+    fit_X, fit_y = capped(X["train"], y["train"], config.seed, 0, say)  # <= POOL_CAP rows
+    pool = clock("train", lambda: train_pool(
+        fit_X, fit_y, X["validation"], y["validation"], seed=config.seed,
         include_trees=config.include_trees, size_budget_bytes=config.size_budget_bytes,
         progress=say))
     primary = make_primary(pool[0], X["validation"], y["validation"], config.seed)
-    ship = Refitter(*capped(np.concatenate([X["train"], X["validation"]]),
-                            np.concatenate([y["train"], y["validation"]]), config.seed, 1, say),
-                    X["validation"],
-                    len(data.labels), config.size_budget_bytes, say)
+    refit_X, refit_y = capped(np.concatenate([X["train"], X["validation"]]),
+                              np.concatenate([y["train"], y["validation"]]), config.seed, 1, say)
+    ship = Refitter(refit_X, refit_y, X["validation"], len(data.labels), config.size_budget_bytes,
+                    say)
     certify_splits = {k: X[k] for k in ("validation", "calibration")}  # all certification reads
     ood = None if config.ood_quantile is None else clock("ood", lambda: fit_ood(
         X["train"], y["train"], seed=config.seed, quantile=config.ood_quantile))
