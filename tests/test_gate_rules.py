@@ -61,3 +61,18 @@ def test_a_policy_meeting_every_rule_at_its_edge_is_refused_at_most_delta_of_the
         refused += not gate_with_rules(s, ALPHA, DELTA, 0.05, rules, LABELS).passed
     assert refused / reps <= DELTA + 3 * math.sqrt(DELTA * (1 - DELTA) / reps)
     assert refused > 0  # the tests do run: at the edge some refusals are chance
+
+
+def test_a_refusal_names_the_level_the_first_step_was_tested_at():
+    from types import SimpleNamespace
+
+    from tracec.calibration import Certification
+    from tracec.emit import _level
+    from tracec.rules import RuledCertification
+    chosen = SimpleNamespace(delta_per_family=0.05)
+    split = RuledCertification(False, None, (), None, 0.85, 0.05, "alpha", 0.05 / 3)
+    unsplit = RuledCertification(False, None, (), None, 0.85, 0.05, "alpha", 0.05)  # never_handle only
+    plain = Certification(passed=False, tau=None, steps=(), chosen=None, alpha=0.85, delta=0.05)
+    assert _level(SimpleNamespace(certification=split), chosen) == "delta/(1+m) 0.0167"
+    assert _level(SimpleNamespace(certification=unsplit), chosen) == "delta 0.05"
+    assert _level(SimpleNamespace(certification=plain), chosen) == "delta 0.05"

@@ -137,7 +137,7 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
         for r in chosen.results:
             first = r.certification.steps[0] if r.certification.steps else None
             detail = (f": at the first step tested ({first.n_handled} calibration rows) TA was "
-                      f"{first.ta:.3f} (p = {first.p_value:.3g} > delta {chosen.delta_per_family:g})"
+                      f"{first.ta:.3f} (p = {first.p_value:.3g} > {_level(r, chosen)})"
                       if first else ": nothing to test (no second stage: stage 1 alone meets "
                       "alpha on nearly all validation rows; add l2d or global to --families)")
             stop = getattr(r.certification, "stopped_by", None)
@@ -152,6 +152,15 @@ def _refusal(chosen: AlphaResult, ctx: Context, gate, heldout: Routed, labels) -
     return Refusal(reasons=reasons, best_ta_full_coverage=dec(chosen.full_coverage_ta),
                    highest_passing_alpha=None if best is None else dec(best),
                    blocking_labels=blocking_labels(heldout, labels))
+
+
+def _level(r, chosen: AlphaResult) -> str:
+    """The level the first step was tested at: delta, or delta/(1+m) when routing rules'
+    floors split it (tracec.rules)."""
+    each = getattr(r.certification, "delta_each", None)
+    if each and each < chosen.delta_per_family:
+        return f"delta/(1+m) {each:.3g}"
+    return f"delta {chosen.delta_per_family:g}"
 
 
 def _tool_versions() -> dict[str, str]:
