@@ -24,12 +24,13 @@ from tracec.frontier import Context, certify_alpha
 from tracec.inputs import embed_inputs, read_traces
 from tracec.ood import fit_ood
 from tracec.policy import Refitter, make_primary, score_shipped
+from tracec.pool_sample import capped
 from tracec.projection import FACTORS, MAX_FACTOR, project
 from tracec.splits import auto_fractions, split_rows
 
 Say = Callable[[str], None]
-FIT = ("A(c, m) = a_c + b_c ln m: held-out agreement of the c most confident share, linear in "
-       "the log of the training rows m, one fit per subsample seed")
+FIT = ("1 - A(c, m) = k_c m^(-g_c): held-out disagreement of the c most confident share, a "
+       "power law of the training rows m, one fit per subsample seed")
 
 
 def scan(config: CompileConfig, say: Optional[Say] = None) -> dict:
@@ -72,13 +73,14 @@ def certify_now(X: dict, y: dict, n_labels: int, dim: int, config: CompileConfig
     """The compile's pool -> primary -> refit -> certify on the same split: (family, calibration
     coverage) per alpha, what ``tracec compile`` with the same traces, seed and alphas certifies
     (before its shadow gate), its default OOD gate included."""
-    pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=config.seed,
+    fit_X, fit_y = capped(X["train"], y["train"], config.seed, 0, say)  # as compile: <= POOL_CAP
+    pool = train_pool(fit_X, fit_y, X["validation"], y["validation"], seed=config.seed,
                       include_trees=config.include_trees,
                       size_budget_bytes=config.size_budget_bytes, progress=say)
     primary = make_primary(pool[0], X["validation"], y["validation"], config.seed)
-    ship = Refitter(np.concatenate([X["train"], X["validation"]]),
-                    np.concatenate([y["train"], y["validation"]]), X["validation"], n_labels,
-                    config.size_budget_bytes, say)
+    refit_X, refit_y = capped(np.concatenate([X["train"], X["validation"]]),
+                              np.concatenate([y["train"], y["validation"]]), config.seed, 1, say)
+    ship = Refitter(refit_X, refit_y, X["validation"], n_labels, config.size_budget_bytes, say)
     ood = None if config.ood_quantile is None else fit_ood(
         X["train"], y["train"], seed=config.seed, quantile=config.ood_quantile)
     scored = score_shipped(primary, ship(primary), dim,
