@@ -43,10 +43,12 @@ def _encode(train, test):
 def run(task: str, alphas, train_rows: int | None = None, days: int | None = None, day: int = 1, seed: int = 0, delta: float = 0.05,
         fractions=None, root: Path = Path(os.environ.get(
             "TRACEC_SHARED_DATA", "/work/shared/data")), selects=None, grid=None,
-        features: str | None = None) -> dict:
+        features: str | None = None, keep: dict | None = None) -> dict:
     """One task x seed.  The experiment knobs (none of them shipped): ``grid`` replaces the
     pool's logistic-regression C values, ``selects`` lists primary-stage rankings to compare
-    on the same pool (``benchmarks.pool_experiment``), ``features`` an acceptor feature set."""
+    on the same pool (``benchmarks.pool_experiment``), ``features`` an acceptor feature set.
+    ``keep``, if given, receives the run's primary stage, refitter, splits and test rows
+    (``benchmarks.gap_decomposition`` scores tracec's shipped model on test from them)."""
     data = load_task(root, task)
     if days:  # the flywheel's traces on day ``day``: the first ``day`` of ``days`` shuffled batches
         batches = daily_batches(len(data.X_train), days, seed)
@@ -87,6 +89,9 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
                       lambda _m: None, 5_000_000, ship)
         results = [certify_alpha(ctx, a) for a in alphas]
     out["certify_seconds"] = round(time.perf_counter() - start, 1)
+    if keep is not None:
+        keep.update(primary=primary, ship=ship, X=X, y=y, X_test=X_test, y_test=y_test,
+                    results=results)
     out["rows"] = rows_of(results, X, y, X_test, y_test, base, delta, _route)
     return out
 
