@@ -13,25 +13,17 @@ probability; a fixed sequence starting at that threshold is exactly this test.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
+
+from tracec.planning import pass_count
 
 
-@lru_cache(maxsize=None)
 def k_min(n: int, alpha: float, delta: float) -> int:
-    """Smallest agreement count k with the (1 - delta) CP lower bound of k/n >= alpha
-    (``n + 1`` if none).  ``cp_lower`` is increasing in k, so a binary search is exact."""
-    def ok(k: int) -> bool:
-        return k > 0 and float(special.betaincinv(k, n - k + 1, delta)) >= alpha
-    if n <= 0 or not ok(n):
-        return n + 1
-    lo, hi = 0, n  # ok(hi) holds, ok(lo) does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
+    """Smallest agreement count k whose (1 - delta) CP lower bound of k/n is >= alpha (``n + 1``
+    if none): by duality the count at which tracec's exact test passes, ``planning.pass_count``."""
+    return int(pass_count(np.array([n]), alpha, delta)[0]) if n > 0 else n + 1
 
 
 def pass_probability(n: int, p: float, alpha: float, delta: float) -> float:
