@@ -62,7 +62,8 @@ def run(task: str, alphas, train_rows: int | None = None, days: int | None = Non
     out = {"task": data.name, "n_traces": len(y_all)}
     start = time.perf_counter()
     with threadpool_limits(limits=1):
-        splits = split_rows(len(y_all), seed, fractions or auto_fractions(len(y_all)))
+        splits = split_rows(len(y_all), seed, fractions or auto_fractions(len(y_all)),
+                            inputs=data.texts_train)
         X = {k: X_all[v] for k, v in splits.__dict__.items()}
         y = {k: y_all[v] for k, v in splits.__dict__.items()}
         pool = train_pool(X["train"], y["train"], X["validation"], y["validation"], seed=seed,

@@ -19,6 +19,7 @@ from tracec.manifest import (Certificate, FastPathRecord, OODRecord, FileDigest,
                              RulesRecord, Sampling, ShadowVerdict, SplitCounts, StageInfo, dec)
 from tracec.measure import Routed, blocking_labels, per_label
 from tracec import pool_sample
+from tracec.splits import SPLIT_METHOD
 from tracec.ood import manifest_record
 from tracec.report_view import rules_lines
 from tracec_runtime.keys import load_private_key
@@ -102,7 +103,7 @@ def _manifest(root, chosen, data, config, splits, ctx, gate_open, calibration, s
                       stages=[_stage_info(s) for s in stages],
                       ood=None if ood is None else OODRecord(**manifest_record(ood))),
         labels=list(data.labels), embedder=data.embedder,
-        counts=SplitCounts(total=data.n, **splits.counts()),
+        counts=SplitCounts(total=data.n, method=SPLIT_METHOD, **splits.counts()),
         certificate=Certificate(
             procedure="ltt-fixed-sequence-clopper-pearson",
             delta_per_family=dec(chosen.delta_per_family), families_tested=len(chosen.results),

@@ -103,6 +103,9 @@ class SplitCounts(_Model):
     validation: int
     calibration: int
     shadow: int
+    method: str = Field(default="permutation", description=(
+        "how rows were assigned (tracec.splits): blake2b-keyed-input-order, or permutation "
+        "(one seeded permutation: bundles before the keyed order)"))
 
 
 class Measured(_Model):

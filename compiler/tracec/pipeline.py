@@ -75,7 +75,7 @@ def _compile(config: CompileConfig, progress: Optional[Progress], dest: Destinat
     config = replace(config, rules=check_labels(config.rules, data.labels))  # --rules: known labels
     if config.fractions is None:  # --split auto: from the trace count; the manifest records it
         config = replace(config, fractions=auto_fractions(data.n))
-    splits = split_rows(data.n, config.seed, config.fractions, data.traces.certifiable)
+    splits = split_rows(data.n, config.seed, config.fractions, data.traces.certifiable, data.traces.inputs)
     X = {name: data.X[idx] for name, idx in splits.__dict__.items()}
     y = {name: data.y[idx] for name, idx in splits.__dict__.items()}
     say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))

@@ -39,7 +39,8 @@ def scan(config: CompileConfig, say: Optional[Say] = None) -> dict:
         start = time.perf_counter()
         data = embed_inputs(config, read_traces(config, say), say)
         fractions = auto_fractions(data.n)
-        splits = split_rows(data.n, config.seed, fractions, data.traces.certifiable)
+        splits = split_rows(data.n, config.seed, fractions, data.traces.certifiable,
+                             data.traces.inputs)
         X = {k: data.X[v] for k, v in splits.__dict__.items()}
         y = {k: data.y[v] for k, v in splits.__dict__.items()}
         say("split " + ", ".join(f"{k} {v:,}" for k, v in splits.counts().items()))
