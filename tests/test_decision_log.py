@@ -173,7 +173,7 @@ def test_compile_from_a_banking77_decision_log(tmp_path):
     # the shadow split the compile measured is the certifiable one: the runtime reproduces it
     traces = load_traces(log)
     splits = split_rows(traces.n, m["seed"], tuple(map(float, m["config"]["fractions"].split(","))),
-                        traces.certifiable)
+                        traces.certifiable, inputs=traces.inputs)
     assert np.array(traces.certifiable)[splits.shadow].all()
     router = Router.load(out, allow_unsigned=True)
     assert int(np.sum(router.route_batch(X[kept][splits.shadow]).handled)) == m["shadow"]["n_handled"]

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import data_path, read_json, run_tracec
+from tracec.splits import split_rows
+from tracec.traces import load_traces
 from tracec_runtime import Router
 
 pytestmark = pytest.mark.slow
@@ -23,6 +25,13 @@ def keys(tmp_path_factory):
     base = tmp_path_factory.mktemp("keys") / "ci"
     run_tracec("keygen", "--out", base, check_code=0)
     return base.with_suffix(".key"), base.with_suffix(".pub")
+
+
+def _shadow_split(manifest, n_rows):
+    """The compile's split, recomputed from its inputs (rows are ordered by a keyed hash of the text)."""
+    inputs = load_traces(data_path("banking77", "traces_qwen3-30b", "train.jsonl")).inputs
+    return split_rows(n_rows, manifest["seed"],
+                      tuple(float(f) for f in manifest["config"]["fractions"].split(",")), inputs=inputs)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +91,7 @@ def test_runtime_matches_manifest_numbers(bundle, keys):
     m = read_json(out / "manifest.json")
     router = Router.load(out, public_key=keys[1])
     X = np.load(data_path("banking77", "train.minilm-l6-v2.f16.npy")).astype(np.float32)
-    from tracec.splits import split_rows
-    splits = split_rows(len(X), m["seed"], tuple(float(f) for f in m["config"]["fractions"].split(",")))
+    splits = _shadow_split(m, len(X))
     batch = router.route_batch(X[splits.shadow])
     assert int(np.sum(batch.handled)) == m["shadow"]["n_handled"]
 
@@ -105,8 +113,7 @@ def test_a_cascade_compiles_certifies_and_routes_as_recorded(tmp_path, keys):
     assert list(frontier["planned_coverage"]) == ["cascade"] and frontier["chosen"] == "cascade"
     router = Router.load(out, public_key=keys[1])
     X = np.load(data_path("banking77", "train.minilm-l6-v2.f16.npy")).astype(np.float32)
-    from tracec.splits import split_rows
-    splits = split_rows(len(X), m["seed"], tuple(float(f) for f in m["config"]["fractions"].split(",")))
+    splits = _shadow_split(m, len(X))
     batch = router.route_batch(X[splits.shadow])
     assert int(np.sum(batch.handled)) == m["shadow"]["n_handled"]
     one = [router.route(x) for x in X[splits.shadow][:300]]

@@ -167,7 +167,8 @@ def test_refused_report_explains_the_refusal(mnli):
     # the refusal artifact compares the surrogate with the no-skill baseline, measured here directly
     refusal = read_json(bundle / "artifacts" / "refusal.json")
     splits = split_rows(len(records), m["seed"],
-                        tuple(float(f) for f in m["config"]["fractions"].split(",")))
+                        tuple(float(f) for f in m["config"]["fractions"].split(",")),
+                        inputs=[r["input"] for r in records])
     held = np.concatenate([splits.calibration, splits.shadow])
     labels, counts = np.unique([records[i]["label"] for i in held], return_counts=True)
     assert refusal["majority_label"] == labels[np.argmax(counts)]
