@@ -129,7 +129,13 @@ def test_never_handle_label_is_never_handled_on_either_engine(subset):
         one = router.route(X[ruled[0]])  # the single-row path agrees
         assert not one.handled and one.flag == RULE_NEVER and one.reason == RULE_REASON
     a, b = batches["onnxruntime"], batches["numpy"]
-    assert np.array_equal(a.handled, b.handled) and np.array_equal(a.label_index, b.label_index)
+    assert np.array_equal(a.label_index, b.label_index)
+    # The engines agree up to float32 rounding (docs/fastpath.md): a test row (not checked at
+    # compile) may flip only when both engines score it within that rounding of tau.
+    flip = a.handled != b.handled
+    tau = np.float32(manifest["policy"]["tau"])
+    assert flip.sum() <= 3, np.flatnonzero(flip)
+    assert np.all(np.abs(a.score[flip] - tau) <= 1e-5) and np.all(np.abs(b.score[flip] - tau) <= 1e-5)
     assert a.flags == b.flags
 
     # the route CLI reports the rule per decision
