@@ -36,7 +36,8 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt '.[embed-st]'
 	$(BIN)/python -m benchmarks.run --data ../shared/data
-	# Data-size sweep (TRACER at 10k only: its small-data fits run > 10 min each here) and the
+	# Data-size sweep (TRACER at 10k only: its 1k-5k fits take 450 s to > 25 min each here,
+	# docs/certify-more.md; --tracer-sizes 1000,2000,5000 --tracer-timeout-s 1500 runs them) and the
 	# compile scaling run; 1M rows take ~5 min and 8 GiB on this machine: make bench SCALE_ROWS=10000,100000,1000000
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.size_sweep --data ../shared/data --tracer-sizes 10000
 	$(BIN)/python -m benchmarks.compile_scale --rows $(SCALE_ROWS)
