@@ -94,8 +94,8 @@ def table(entries: list[dict]) -> str:
             tcov = f"{t['coverage']:.3f}" if t is not None else "not run" \
                 if tr["status"].startswith("not run") else "timeout" \
                 if "stopped after" in tr.get("error", "") else tr["status"]
-            tta = "–" if t is None or t["teacher_agreement"] is None or t["teacher_agreement"] != t["teacher_agreement"] \
-                else f"{t['teacher_agreement']:.3f}"
+            agree = None if t is None else t["teacher_agreement"]   # null or NaN: none handled
+            tta = "–" if agree is None or agree != agree else f"{agree:.3f}"
             gap = 100 * (r["test_coverage"] - r["hindsight_coverage"])
             lines.append(f"| {e['task']} | {e['n']:,} | {r['alpha']:.2f} | {cov} | {ta} | "
                          f"{r['family'] or '–'} | {tcov} | {tta} | "

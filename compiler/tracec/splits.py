@@ -7,9 +7,10 @@ sample of the traces' distinct inputs, which is what the calibration guarantee
 (docs/guarantee.md) assumes.  The key depends on a row's text and the seed only, so the split
 is nested: when traces are added (same seed, same fractions) a row keeps its split, except
 the few rows next to a cut that moves.  Without texts (``inputs=None``) the rows are ordered
-by one seeded permutation (the split before the keyed hash; nothing in the compile uses it).  When only some rows are a known-rate sample
-of traffic (a decision log: ``Traces.certifiable``), calibration and shadow are drawn
-from those rows only and every other row goes to train / validation.
+by one seeded permutation (the split before the keyed hash; nothing in the compile uses it).
+When only some rows are a known-rate sample of traffic (a decision log:
+``Traces.certifiable``), calibration and shadow are drawn from those rows only and every
+other row goes to train / validation.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def row_keys(inputs, seed: int) -> np.ndarray:
                     dtype=np.uint64)
 
 
-def _order(rows: np.ndarray, seed: int, keys, rng) -> np.ndarray:
+def _order(rows: np.ndarray, keys, rng) -> np.ndarray:
     """``rows`` in split order: by key then index (``keys``), else by one seeded permutation."""
     if keys is None:
         return rows[rng.permutation(len(rows))]
@@ -107,7 +108,7 @@ def split_rows(n_rows: int, seed: int, fractions=DEFAULT_FRACTIONS, certifiable=
         raise InputError(f"traces: expected at least 20 rows in every split; with {n_rows} rows and "
                          f"fractions {fractions} a split would have {min(counts + [n_train])}. "
                          "Collect more traces.")
-    order = _order(np.arange(n_rows), seed, keys, np.random.default_rng(seed))
+    order = _order(np.arange(n_rows), keys, np.random.default_rng(seed))
     bounds = np.cumsum([n_train] + counts)
     parts = np.split(order, bounds[:-1])
     return Splits(*(np.sort(p).astype(np.int64) for p in parts))
@@ -121,7 +122,7 @@ def _masked(n_rows: int, seed: int, fractions: tuple[float, ...], mask: np.ndarr
     groups = []
     for rows, (a, b), names in ((np.flatnonzero(~mask), fractions[:2], "train/validation (training-only"),
                                 (np.flatnonzero(mask), fractions[2:], "calibration/shadow (certifiable")):
-        order = _order(rows, seed, keys, rng)
+        order = _order(rows, keys, rng)
         first = len(rows) - int(np.floor(b / (a + b) * len(rows)))
         if min(first, len(rows) - first) < 20:
             raise InputError(f"traces: expected at least 20 rows in every split; {names} rows: "
