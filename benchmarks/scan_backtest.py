@@ -1,6 +1,7 @@
 """Backtest of `tracec scan`'s projection: scan the first N traces of a task (one seeded
 shuffle, as ``certify_sweep --train-rows``), then certify at larger sizes of the same shuffle
-and compare projected with certified coverage.  The numbers are in docs/scan.md.
+and compare projected with certified coverage (the power-law and the no-learning ends, and whether
+the certified coverage fell between them).  The numbers are in docs/scan.md.
 
     python -m benchmarks.scan_backtest --task banking77_llm --scan-rows 1000 --at 2000,5000
 """
@@ -37,10 +38,19 @@ def run(task: str, scan_rows: int, at, alphas, seed: int = 0, root: Path = Path(
             proj = next((p for p in a["at"] if p["traces"] == n), None)
             got = next(r for r in actual[n]["rows"] if abs(r["alpha"] - a["alpha"]) < 1e-9)
             row[f"projected_{n}"] = proj and [proj["low"], proj["median"], proj["high"]]
+            row[f"no_learning_{n}"] = proj and proj["no_learning"]
             row[f"certified_{n}"] = got["cal_coverage"]
             row[f"test_{n}"] = got["test_coverage"]
+            row[f"in_range_{n}"] = proj and within(got["cal_coverage"], proj)
         table.append(row)
     return {"task": task, "scan_rows": scan_rows, "rows": table}
+
+
+def within(certified: float, proj: dict, slack: float = 0.02) -> bool:
+    """Certified coverage between the no-learning and the power-law ends (either order; the
+    projection grid's 0.02 step as slack)."""
+    ends = (proj["no_learning"], proj["median"])
+    return min(ends) - slack <= certified <= max(ends) + slack
 
 
 def main() -> None:

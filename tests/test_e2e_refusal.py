@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -51,3 +52,26 @@ def test_mnli_is_refused_with_an_explanation(tmp_path):
     d = router.route(X[0], fallback=lambda: "entailment")
     assert d.handled is False and d.label == "entailment" and "gate closed" in d.reason
     print("mnli refusal:", doc["explanation"])
+
+
+def test_refusal_on_few_traces_projects_both_ends(tmp_path):
+    """1,000 Banking77 traces (real LLM teacher) refuse alpha 0.9, and the refusal says how many
+    more traces would open it at this rate and if the model stopped learning (docs/scan.md)."""
+    from conftest import write_subset
+    traces = data_path("banking77", "traces_qwen3-30b", "train.jsonl")
+    n = len(traces.read_text(encoding="utf-8").splitlines())
+    rows = np.sort(np.random.default_rng(0).permutation(n)[:1000])
+    t, e = write_subset(tmp_path, traces, data_path("banking77", "train.minilm-l6-v2.f16.npy"),
+                        rows, "b77_1k")
+    out = tmp_path / "bundle"
+    proc = run_tracec("compile", t, "--embeddings", e, "--embedder-id", "minilm", "--alpha", "0.9",
+                      "--unsigned", "--out", out, "--json", check_code=1)
+    refusal = read_json(out / "manifest.json")["refusal"]
+    projection = [r for r in refusal["reasons"] if r.startswith("projection")]
+    assert len(projection) == 1 and projection[0] in proc.stderr
+    line = projection[0]
+    assert "at this rate about" in line and "more traces would open the gate at alpha 0.9" in line
+    assert "if the model stopped learning" in line and "coverage at 2,000 traces:" in line
+    at_rate, flat = (float(x) for x in re.findall(
+        r"coverage at 2,000 traces: ([0-9.]+) at this rate, ([0-9.]+) if the model", line)[0])
+    assert 0.0 <= flat <= at_rate <= 1.0  # the curve is learning here: the power law is above

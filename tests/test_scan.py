@@ -15,7 +15,7 @@ import tracec
 from tracec.errors import EmbeddingError, ParameterError
 from tracec.learning_curve import measure_curve
 from tracec.outputs import ErrorOutput, ScanOutput
-from tracec.projection import project
+from tracec.projection import certifiable, project, split_rows_at
 from tracec.scan import scan, scan_config
 from tracec.splits import auto_fractions, split_rows
 
@@ -81,6 +81,36 @@ def test_flat_learning_curve_cannot_project(subset):
     doc = project(curve, len(y), 0.8, 0.05, certified_now=0.0)
     assert doc["status"] == "cannot_project" and "flat" in doc["note"]
     assert doc["traces_to_open"] is None and doc["at"] == []
+
+
+def test_projection_brackets_with_the_no_learning_end(scanned):
+    """Each projected size carries both ends: the power law (optimistic) and the model as it is
+    today certified on that size's calibration split (pessimistic).  More calibration rows at
+    the same agreement never certify less (up to the 0.02 coverage grid), and the sentence a
+    user reads names both ends."""
+    projected = [a for a in scanned["alphas"] if a["status"] == "projected"]
+    assert projected  # the check is not vacuous
+    for a in projected:
+        ends = [a["model_coverage_now"]] + [p["no_learning"] for p in a["at"]]
+        assert all(later >= earlier - 0.02 for earlier, later in zip(ends, ends[1:])), a
+        assert "if the model stopped learning" in a["note"]
+        flat = a["traces_to_open_no_learning"]
+        if a["more_traces_to_open"] == 0:
+            assert flat == scanned["traces"]["rows"]
+        elif flat is not None:  # opens within 10x without learning: the end is at least now
+            assert flat >= scanned["traces"]["rows"]
+
+
+def test_no_learning_end_on_known_agreement():
+    """The pessimistic end is the compile's binomial test on today's curve at a larger
+    calibration split: perfect agreement certifies everything, agreement exactly at alpha
+    certifies nothing, and one just above alpha opens only once the split is large enough."""
+    ones = np.ones(50)
+    assert certifiable(ones, split_rows_at(2000)[1], 0.9, 0.05) == 1.0
+    assert certifiable(np.full(50, 0.9), split_rows_at(100_000)[1], 0.9, 0.05) == 0.0
+    near = np.full(50, 0.92)  # needs about 600 handled calibration rows to pass at 0.9
+    small, large = (certifiable(near, split_rows_at(n)[1], 0.9, 0.05) for n in (1000, 20_000))
+    assert small < large and large == 1.0
 
 
 def test_bad_input_names_the_file_and_field(tmp_path, subset):

@@ -143,6 +143,9 @@ class Spread(_Out):
 
 class ProjectedAt(Spread):
     traces: int = Field(description="total traces (multiples of the traces scanned)")
+    no_learning: float = Field(description="the pessimistic end: coverage at these traces if "
+                                           "the model stopped learning (today's held-out "
+                                           "agreement, certified on the larger calibration split)")
 
 
 class CoverageTarget(_Out):
@@ -162,6 +165,9 @@ class ScanAlpha(_Out):
     at: list[ProjectedAt]
     traces_to_open: Optional[Spread] = None
     more_traces_to_open: Optional[int] = None
+    traces_to_open_no_learning: Optional[int] = Field(
+        default=None, description="total traces that would open the gate if the model stopped "
+                                  "learning (null: not within max_factor x, or not projected)")
     targets: list[CoverageTarget] = []
     agreement_gain_per_doubling: Optional[Spread] = None
 
