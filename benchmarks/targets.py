@@ -29,7 +29,9 @@ def alpha_check(c: dict, t: dict | None, alpha: float) -> tuple[bool | None, str
     if t is not None and "coverage" in t and cov < _num(t["coverage"]):
         t_ta = _num(t.get("teacher_agreement"))
         fails.append(f"coverage {cov:.3f} < TRACER {_num(t['coverage']):.3f}"
-                     + (f" (whose TA {t_ta:.3f} < {alpha:g})" if t_ta < alpha else ""))
+                     + (f" (whose TA {t_ta:.3f} < {alpha:g})" if t_ta < alpha else "")
+                     + (f" (global: tracec's OOD gate defers the other {1 - cov:.1%}; TRACER's "
+                        "numbers exclude its own OOD gate)" if c.get("family") == "global" else ""))
     if not math.isnan(ta) and ta < alpha:
         fails.append(f"TA {ta:.3f} < {alpha:g}")
     if not math.isnan(oracle) and oracle < 1 and cov < 0.9 * oracle:

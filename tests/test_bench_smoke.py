@@ -318,3 +318,15 @@ def test_pool_experiment_features_and_aurc_match_brute_force():
 
     y = np.array([0, 0, 0, 0])   # predictions 0, 1, 0, 1: wrong at 0.8 and 0.6
     assert pe.aurc(Fixed(), np.zeros((4, 1)), y) == pytest.approx((0 + 1 / 2 + 1 / 3 + 2 / 4) / 4)
+
+
+def test_a_global_shortfall_names_the_ood_gate():
+    """A global policy handles every row its OOD gate passes, so its shortfall against TRACER
+    (whose numbers exclude TRACER's own OOD gate) is the gate's share; the row says so, and
+    the verdict does not change."""
+    res = small_results(tracec_cov=0.994, tracer_cov=1.0)
+    res["quality"]["tasks"]["t1"]["tracec"]["alphas"]["0.9"].update(family="global", oracle_limit=1.0)
+    row = targets.quality_rows(res["quality"])[0]
+    assert row.met is False and "OOD gate defers the other 0.6%" in row.measured
+    l2d = targets.quality_rows(small_results(tracec_cov=0.6)["quality"])[0]
+    assert "OOD gate" not in l2d.measured
