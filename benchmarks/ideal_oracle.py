@@ -20,12 +20,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from benchmarks.baseline import surrogate_on_test
 from benchmarks.cert_oracle import valid_oracle
 from benchmarks.data import load_task, size_subset
 from benchmarks.metrics import hindsight_threshold
@@ -40,13 +37,8 @@ def bound(root: Path, task: str, n: int | None, alphas, seed: int, delta: float 
     data = load_task(root, task)
     if n:
         data = size_subset(data, n, seed)
-    model = make_pipeline(StandardScaler(),  # as baseline.confidence_baseline
-                          LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
     with threadpool_limits(limits=1):
-        model.fit(np.asarray(data.X_train, dtype=np.float32), data.teacher_train.astype(str))
-        proba = model.predict_proba(np.asarray(data.X_test, dtype=np.float32))
-    pred = model.classes_[proba.argmax(axis=1)].astype(object)
-    score, correct = proba.max(axis=1), pred == data.teacher_test
+        _pred, score, correct = surrogate_on_test(data, seed)
     n_all = len(data.X_train)
     rows = []
     for a in alphas:

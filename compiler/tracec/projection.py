@@ -111,7 +111,7 @@ def project(curve: Curve, n: int, alpha: float, delta: float, certified_now: flo
             min_coverage: float = 0.05) -> dict:
     """The projection at one alpha: a status, a sentence, and numbers with their seed spread."""
     full = curve.full()
-    model_now = certifiable(full.agreement, split_rows_at(n)[1], alpha, delta)
+    model_now = no_learning(full.agreement, n, alpha, delta)
     doc = {"model_coverage_now": round(model_now, 4), "status": "cannot_project",
            "at": [], "traces_to_open": None, "more_traces_to_open": None,
            "traces_to_open_no_learning": None, "targets": []}
